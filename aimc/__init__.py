@@ -1,6 +1,50 @@
-"""aimc: analog in-memory-computing emulation for PyTorch."""
+"""aimc: analog in-memory-computing emulation for PyTorch.
+
+One description of the hardware (:class:`AnalogConfig`) drives the accuracy simulation (drop-in
+analog layers on tiled crossbars) and the cost estimate.
+"""
+
 from __future__ import annotations
 
-from aimc.config import ADCConfig, AnalogConfig, DACConfig, MappingConfig, TileConfig, TrainingConfig
+from aimc import functional
+from aimc.config import (
+    ADCConfig,
+    AnalogConfig,
+    DACConfig,
+    MappingConfig,
+    TileConfig,
+    TrainingConfig,
+)
+from aimc.convert import (
+    analog_layers,
+    calibrate,
+    conversion_report,
+    convert_to_analog,
+    drift,
+    program,
+)
+from aimc.mappings import DEFAULT_ANALOG_MODULE_MAPPING, get_default_analog_module_mapping
+from aimc.nn import AnalogConv1d, AnalogConv2d, AnalogLinear
+from aimc.tile import TileGeometry
 
-__all__ = ["AnalogConfig", "TileConfig", "MappingConfig", "TrainingConfig", "DACConfig", "ADCConfig"]
+__all__ = [
+    "AnalogConfig",
+    "TileConfig",
+    "MappingConfig",
+    "TrainingConfig",
+    "DACConfig",
+    "ADCConfig",
+    "AnalogLinear",
+    "AnalogConv1d",
+    "AnalogConv2d",
+    "TileGeometry",
+    "convert_to_analog",
+    "analog_layers",
+    "program",
+    "drift",
+    "calibrate",
+    "conversion_report",
+    "DEFAULT_ANALOG_MODULE_MAPPING",
+    "get_default_analog_module_mapping",
+    "functional",
+]

@@ -1,0 +1,202 @@
+"""The numerical steps of an analog layer as pure tensor functions.
+
+Layouts: a layer's weights in *tile layout* are ``[Gr, n_rt, R, N]`` (groups, row tiles, tile rows,
+weight columns); sliced device values add a leading slice axis ``S``. Values are normalized: inputs
+by the DAC range to ``[-1, 1]``, weights by their scale to ``[-1, 1]``, currents by
+``(g_max - g_min) * V_read`` so that one device at ``g_max`` and full input gives 1.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from device_models.converters import round_ste
+
+__all__ = [
+    "to_tile_layout",
+    "from_tile_layout",
+    "weight_scales",
+    "slice_weights",
+    "tile_matmul",
+    "randn_chunked",
+    "percentile_abs",
+]
+
+
+def to_tile_layout(wm: Tensor, rows: int) -> Tensor:
+    """Pad the rows of ``wm`` ``[Gr, K, N]`` to whole tiles; return ``[Gr, n_rt, rows, N]``.
+
+    Examples:
+        >>> to_tile_layout(torch.ones(1, 3, 2), rows=2).shape
+        torch.Size([1, 2, 2, 2])
+    """
+    gr, k, n = wm.shape
+    n_rt = math.ceil(k / rows)
+    if n_rt * rows != k:
+        wm = F.pad(wm, (0, 0, 0, n_rt * rows - k))
+    return wm.reshape(gr, n_rt, rows, n)
+
+
+def from_tile_layout(wt: Tensor, in_rows: int) -> Tensor:
+    """Inverse of :func:`to_tile_layout`: ``[Gr, n_rt, R, N]`` → ``[Gr, in_rows, N]``."""
+    gr, n_rt, r, n = wt.shape
+    return wt.reshape(gr, n_rt * r, n)[:, :in_rows]
+
+
+def weight_scales(wt: Tensor, mode: str, weights_per_col_tile: int) -> Tensor:
+    """Max ``|w|`` of each scaling group, shaped ``[Gr, n_rt, 1, N]`` (all-zero groups give 1).
+
+    ``mode`` is ``"layer"``, ``"tile"`` (blocks of ``R × weights_per_col_tile``) or ``"column"``.
+
+    Examples:
+        >>> w = torch.tensor([[[[1.0, -4.0], [2.0, 0.0]]]])
+        >>> weight_scales(w, "column", 2).flatten().tolist()
+        [2.0, 4.0]
+        >>> weight_scales(w, "layer", 2).flatten().tolist()
+        [4.0, 4.0]
+    """
+    a = wt.detach().abs()
+    gr, n_rt, r, n = a.shape
+    if mode == "column":
+        s = a.amax(dim=2, keepdim=True)
+    elif mode == "layer":
+        s = a.amax().expand(gr, n_rt, 1, n)
+    elif mode == "tile":
+        n_ct = math.ceil(n / weights_per_col_tile)
+        pad = n_ct * weights_per_col_tile - n
+        ap = F.pad(a, (0, pad)) if pad else a
+        blocks = ap.reshape(gr, n_rt, r, n_ct, weights_per_col_tile).amax(dim=(2, 4))
+        s = blocks.repeat_interleave(weights_per_col_tile, dim=2)[..., :n].unsqueeze(2)
+    else:
+        raise ValueError(f"weight_scaling must be 'layer', 'tile' or 'column', got {mode!r}")
+    return torch.where(s > 0, s, torch.ones_like(s)).contiguous()
+
+
+def slice_weights(
+    wn: Tensor, encoding: str, weight_bits: Optional[int], slices: int
+) -> tuple[Tensor, Tensor]:
+    """Split normalized weights ``wn`` in ``[-1, 1]`` into device values per slice.
+
+    Returns ``(v, coef)``: ``v`` ``[S, *wn.shape]`` holds each slice's device value in ``[0, 1]``
+    (the magnitude for ``"differential"``, ``(wn + 1) / 2`` for ``"offset"``) and ``coef`` ``[S]``
+    the shift-add weights, so that ``sum_s coef[s] * v[s]`` is the (quantized) magnitude or offset
+    value. Gradients pass straight through the quantization (to the most significant slice).
+
+    Examples:
+        >>> v, c = slice_weights(torch.tensor([0.4, -1.0]), "differential", 3, 1)
+        >>> v.tolist(), c.tolist()
+        ([[0.3333333432674408, 1.0]], [1.0])
+        >>> v, c = slice_weights(torch.tensor([1.0]), "offset", 4, 2)
+        >>> (v * c[:, None]).sum(0).tolist()
+        [1.0]
+    """
+    u = wn.abs() if encoding == "differential" else (wn + 1.0) * 0.5
+    if weight_bits is None:
+        return u.unsqueeze(0), torch.ones(1, dtype=wn.dtype, device=wn.device)
+    mag_bits = weight_bits - 1 if encoding == "differential" else weight_bits
+    q_max = float(2**mag_bits - 1)
+    q = round_ste(u * q_max)
+    if slices == 1:
+        return (q / q_max).unsqueeze(0), torch.ones(1, dtype=wn.dtype, device=wn.device)
+    b = math.ceil(mag_bits / slices)
+    d_max = float(2**b - 1)
+    coef = torch.tensor(
+        [d_max * 2.0 ** (b * s) / q_max for s in range(slices)], dtype=wn.dtype, device=wn.device
+    )
+    rem = q.detach()
+    parts = []
+    for _ in range(slices):
+        digit = torch.remainder(rem, 2.0**b)
+        parts.append(digit / d_max)
+        rem = (rem - digit) / 2.0**b
+    if q.requires_grad:  # straight-through: route d(value) to the top slice, scaled by its coef
+        parts[-1] = parts[-1] + (q / q_max - (q / q_max).detach()) / coef[-1]
+    return torch.stack(parts), coef
+
+
+def tile_matmul(x: Tensor, w: Tensor) -> Tensor:
+    """Column currents of every tile: ``x`` ``[M, Gr, K]`` and ``w`` ``[S, Gr, n_rt, R, N]``.
+
+    Returns the partial sums ``[S, Gr, n_rt, M, N]`` (one batched matmul over all tiles).
+
+    Examples:
+        >>> tile_matmul(torch.ones(2, 1, 3), torch.ones(1, 1, 2, 2, 4)).shape
+        torch.Size([1, 1, 2, 2, 4])
+    """
+    m, gr, k = x.shape
+    s, _, n_rt, r, n = w.shape
+    if n_rt * r != k:
+        x = F.pad(x, (0, n_rt * r - k))
+    xt = x.reshape(m, gr, n_rt, r).permute(1, 2, 0, 3)  # [Gr, n_rt, M, R]
+    if s == 1:
+        out = torch.matmul(xt.reshape(gr * n_rt, m, r), w.reshape(gr * n_rt, r, n))
+        return out.reshape(1, gr, n_rt, m, n)
+    return torch.matmul(xt.unsqueeze(0), w)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+_CHUNK_MIN = 1 << 16
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()))
+        return _POOL
+
+
+def randn_chunked(
+    shape: Sequence[int],
+    generators: Sequence[torch.Generator],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard normal samples drawn in ``len(generators)`` chunks, in parallel on the CPU.
+
+    torch's CPU normal sampler is single threaded; chunks with their own generators are drawn
+    concurrently (torch releases the GIL). The result depends only on the generators' states and
+    the number of chunks, never on the thread count. On CUDA the first generator draws it all.
+
+    Examples:
+        >>> gens = [torch.Generator().manual_seed(i) for i in range(2)]
+        >>> randn_chunked((3, 4), gens).shape
+        torch.Size([3, 4])
+    """
+    out = torch.empty(tuple(shape), device=device, dtype=dtype)
+    n = out.numel()
+    device = torch.device(device)
+    if device.type != "cpu" or len(generators) == 1 or n < _CHUNK_MIN:
+        return out.normal_(generator=generators[0])
+    flat = out.view(-1)
+    chunks = flat.chunk(len(generators))
+    futures = [_pool().submit(c.normal_, generator=g) for c, g in zip(chunks, generators)]
+    for f in futures:
+        f.result()
+    return out
+
+
+def percentile_abs(x: Tensor, q: float, max_samples: int = 1 << 22) -> float:
+    """The ``q``-th percentile (0-100] of ``|x|``; a strided subsample for very large tensors.
+
+    Examples:
+        >>> percentile_abs(torch.tensor([-4.0, 1.0, 2.0, 3.0]), 100.0)
+        4.0
+    """
+    a = x.detach().abs().flatten()
+    if a.numel() == 0:
+        return 0.0
+    if q >= 100.0:
+        return float(a.max())
+    if a.numel() > max_samples:
+        a = a[:: math.ceil(a.numel() / max_samples)]
+    return float(torch.quantile(a.float(), q / 100.0))

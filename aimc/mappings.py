@@ -1,0 +1,24 @@
+"""Which digital module becomes which analog layer (pure data, torch.ao style)."""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from aimc.nn import AnalogConv1d, AnalogConv2d, AnalogLinear
+
+__all__ = ["DEFAULT_ANALOG_MODULE_MAPPING", "get_default_analog_module_mapping"]
+
+#: digital module type -> analog layer type. Subclasses of a key are converted too (the most
+#: derived matching key wins), e.g. ``nn.MultiheadAttention``'s ``NonDynamicallyQuantizableLinear``.
+DEFAULT_ANALOG_MODULE_MAPPING: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: AnalogLinear,
+    nn.Conv1d: AnalogConv1d,
+    nn.Conv2d: AnalogConv2d,
+}
+
+
+def get_default_analog_module_mapping() -> dict[type[nn.Module], type[nn.Module]]:
+    """A copy of :data:`DEFAULT_ANALOG_MODULE_MAPPING` (safe to modify)."""
+    return copy.copy(DEFAULT_ANALOG_MODULE_MAPPING)

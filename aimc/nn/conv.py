@@ -1,0 +1,335 @@
+"""``AnalogConv1d`` and ``AnalogConv2d``: convolutions computed on tiled crossbars.
+
+A conv layer maps its unrolled kernel (``C_in/groups * kh * kw`` rows × ``C_out/groups``
+columns per group) and runs one MVM per output pixel. Each group of a grouped or depthwise conv
+takes its own tiles. When row-tile boundaries fall on input-channel boundaries (one row tile, or
+``rows`` a multiple of ``kh * kw``), all tiles run as one grouped convolution (no unfold);
+otherwise the input is unfolded into rows and the tiles run as one batched matmul.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aimc import functional as AF
+from aimc.config import AnalogConfig
+from aimc.nn.base import AnalogLayerBase
+from aimc.tile.geometry import TileGeometry
+
+__all__ = ["AnalogConv1d", "AnalogConv2d"]
+
+_PAD_MODES = {
+    "zeros": "constant",
+    "reflect": "reflect",
+    "replicate": "replicate",
+    "circular": "circular",
+}
+
+
+class _AnalogConvNd(AnalogLayerBase):
+    """Shared analog conv machinery; 1-d convs run as 2-d convs of height 1."""
+
+    _spatial: int
+
+    def _init_conv(self, config: Optional[AnalogConfig]) -> None:
+        cfg = config if config is not None else AnalogConfig()
+        kernel = tuple(self.kernel_size)
+        k_rows = self.in_channels // self.groups
+        for k in kernel:
+            k_rows *= k
+        geometry = TileGeometry(
+            groups=self.groups,
+            in_rows=k_rows,
+            out_cols=self.out_channels // self.groups,
+            rows=cfg.tile.rows,
+            cols=cfg.tile.cols,
+            slices=cfg.mapping.slices,
+            cols_per_weight=cfg.mapping.cols_per_weight,
+            cycles=cfg.dac.cycles,
+        )
+        self._init_analog(cfg, geometry)
+        self.program()
+
+    # 2-d views of the conv hyper-parameters
+    def _two(self, v) -> tuple[int, int]:
+        v = tuple(v)
+        return (1, v[0]) if self._spatial == 1 else (v[0], v[1])
+
+    @property
+    def _kernel2(self) -> tuple[int, int]:
+        return self._two(self.kernel_size)
+
+    def weight_matrix(self, weight: Optional[Tensor] = None) -> Tensor:
+        w = self.weight if weight is None else weight
+        g = self.geometry
+        return w.reshape(g.groups, g.out_cols, g.in_rows).transpose(1, 2)
+
+    def _digital_forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.layer_name} expects a Tensor, got {type(x).__name__}")
+        nd = self._spatial
+        if x.dim() not in (nd + 1, nd + 2) or x.shape[-nd - 1] != self.in_channels:
+            want = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+            raise ValueError(
+                f"{self.layer_name}: input must have shape {want} or unbatched with "
+                f"C=in_channels={self.in_channels}, got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        unbatched = x.dim() == self._spatial + 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        y = super().forward(x)
+        return y.squeeze(0) if unbatched else y
+
+    def _pad_input(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Pad ``x`` (any padding mode or string padding) so the tile conv needs none."""
+        if self.padding_mode == "zeros" and not isinstance(self.padding, str):
+            return x, self._two(self.padding)
+        pad = self._reversed_padding_repeated_twice
+        if any(pad):
+            mode = _PAD_MODES[self.padding_mode]
+            x = F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
+        return x, (0, 0)
+
+    def _as_2d(self, x: Tensor) -> Tensor:
+        return x.unsqueeze(2) if self._spatial == 1 else x
+
+    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor, pw: Optional[Tensor]):
+        g = self.geometry
+        xpad, pad2 = self._pad_input(xq)
+        x2 = self._as_2d(xpad)
+        kh, kw = self._kernel2
+        stride, dil = self._two(self.stride), self._two(self.dilation)
+        n_rt, cin_g = g.n_row_tiles, self.in_channels // self.groups
+        diff = self._differential
+        if n_rt == 1 or g.rows % (kh * kw) == 0:
+            cpt = cin_g if n_rt == 1 else g.rows // (kh * kw)
+            pb, _, h, wd = x2.shape
+            xg = x2.reshape(pb, g.groups, cin_g, h, wd)
+            if n_rt * cpt != cin_g:
+                xg = F.pad(xg, (0, 0, 0, 0, 0, n_rt * cpt - cin_g))
+            xg = xg.reshape(pb, g.groups * n_rt * cpt, h, wd)
+            s = w.shape[0]
+            wc = w[..., : cpt * kh * kw, :].reshape(s, g.groups, n_rt, cpt, kh, kw, g.out_cols)
+            wc = wc.permute(1, 2, 0, 6, 3, 4, 5).reshape(-1, cpt, kh, kw)
+            out = F.conv2d(xg, wc, None, stride, pad2, dil, g.groups * n_rt)
+            ho, wo = out.shape[-2:]
+            p = out.view(pb, g.groups, n_rt, s, g.out_cols, ho * wo)
+            xsum = None
+            if not diff:
+                ones = torch.ones(g.groups * n_rt, cpt, kh, kw, dtype=xg.dtype, device=xg.device)
+                xsum = F.conv2d(xg, ones, None, stride, pad2, dil, g.groups * n_rt)
+                xsum = xsum.view(pb, g.groups, n_rt, 1, 1, ho * wo)
+            y = self._accumulate(p, {"s": 3, "g": 1, "rt": 2, "n": 4}, scale, xsum)
+            y = y.reshape(pb, g.groups * g.out_cols, ho, wo)
+        else:
+            cols = F.unfold(x2, (kh, kw), dilation=dil, padding=pad2, stride=stride)
+            pb, _, length = cols.shape
+            h, wd = x2.shape[-2:]
+            ho = (h + 2 * pad2[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+            wo = (wd + 2 * pad2[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+            rows = cols.view(pb, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
+            rows = rows.reshape(pb * length, g.groups, g.in_rows)
+            p = AF.tile_matmul(rows, w)
+            xsum = None if diff else AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
+            y = self._accumulate(p, {"s": 0, "g": 1, "rt": 2, "n": 4}, scale, xsum)
+            y = y.view(g.groups, pb, length, g.out_cols).permute(1, 0, 3, 2)
+            y = y.reshape(pb, g.groups * g.out_cols, ho, wo)
+        if pw is not None:  # shift-add the bit-serial input cycles
+            y = (y.view(pw.numel(), -1, *y.shape[1:]) * pw.view(-1, 1, 1, 1, 1)).sum(0)
+        return y.squeeze(2) if self._spatial == 1 else y
+
+    def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
+        return comp.reshape(-1, *([1] * (y.dim() - 2)))
+
+    def _add_bias(self, y: Tensor) -> Tensor:
+        if self.bias is None:
+            return y
+        return y + self.bias.view(-1, *([1] * (y.dim() - 2)))
+
+    def _rows_of(self, xn: Tensor) -> Tensor:
+        g = self.geometry
+        if xn.dim() == self._spatial + 1:
+            xn = xn.unsqueeze(0)
+        xpad, pad2 = self._pad_input(xn)
+        cols = F.unfold(
+            self._as_2d(xpad),
+            self._kernel2,
+            dilation=self._two(self.dilation),
+            padding=pad2,
+            stride=self._two(self.stride),
+        )
+        pb, _, length = cols.shape
+        rows = cols.view(pb, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
+        return rows.reshape(pb * length, g.groups, g.in_rows)
+
+    def mvm_count(self, x: Tensor) -> int:
+        self._check_input(x)
+        with torch.no_grad():
+            shape = self._digital_forward(x).shape
+        batch = shape[0] if x.dim() == self._spatial + 2 else 1
+        pixels = 1
+        for d in shape[-self._spatial :]:
+            pixels *= d
+        return batch * pixels
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self._analog_repr()}"
+
+    def to_digital(self) -> nn.Module:
+        """A plain torch conv with this layer's (digital master) weights."""
+        cls = self._FLOAT_MODULE
+        w = self.weight
+        conv = cls(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.bias is not None,
+            self.padding_mode,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(w)
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+    to_float = to_digital
+
+    @classmethod
+    def from_digital(
+        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+    ):
+        """An analog conv with ``module``'s weights and hyper-parameters, programmed."""
+        if not isinstance(module, cls._FLOAT_MODULE):
+            raise TypeError(
+                f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
+                f"got {type(module).__name__}"
+            )
+        w = module.weight
+        layer = cls(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            module.groups,
+            module.bias is not None,
+            module.padding_mode,
+            config,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            if module.bias is not None:
+                layer.bias.copy_(module.bias)
+        layer.program(seed)
+        return layer
+
+    @classmethod
+    def from_float(cls, module, config=None, seed=None):
+        return cls.from_digital(module, config, seed)
+
+
+class AnalogConv1d(_AnalogConvNd, nn.Conv1d):
+    """``nn.Conv1d`` on tiled crossbars: the torch signature followed by ``config``.
+
+    Shape:
+        - Input: ``(N, C_in, L)`` or ``(C_in, L)``; Output: ``(N, C_out, L_out)``.
+    """
+
+    _FLOAT_MODULE = nn.Conv1d
+    _spatial = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        config: Optional[AnalogConfig] = None,
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        nn.Conv1d.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            device=device,
+            dtype=dtype,
+        )
+        self._init_conv(config)
+
+
+class AnalogConv2d(_AnalogConvNd, nn.Conv2d):
+    """``nn.Conv2d`` on tiled crossbars: the torch signature followed by ``config``.
+
+    Grouped and depthwise convs put each group on its own tiles.
+
+    Shape:
+        - Input: ``(N, C_in, H, W)`` or ``(C_in, H, W)``; Output: ``(N, C_out, H_out, W_out)``.
+    """
+
+    _FLOAT_MODULE = nn.Conv2d
+    _spatial = 2
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        config: Optional[AnalogConfig] = None,
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        nn.Conv2d.__init__(
+            self,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            device=device,
+            dtype=dtype,
+        )
+        self._init_conv(config)

@@ -1,0 +1,171 @@
+"""``AnalogLinear``: ``nn.Linear`` computed on tiled crossbars."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aimc import functional as AF
+from aimc.config import AnalogConfig
+from aimc.nn.base import AnalogLayerBase
+from aimc.tile.geometry import TileGeometry
+
+__all__ = ["AnalogLinear"]
+
+
+class AnalogLinear(AnalogLayerBase, nn.Linear):
+    """``y = x W^T + b`` with ``W`` programmed on crossbar tiles.
+
+    The torch signature followed by ``config``. ``weight`` and ``bias`` stay the real
+    parameters (the digital master copy); the programmed conductances, weight scales, DAC/ADC
+    ranges, drift time and seed are buffers. Eval forwards read the tiles (drift, read noise,
+    DAC, per-tile ADC, digital accumulation, drift compensation); train forwards are the plain
+    digital op unless ``config.training.hardware_aware``.
+
+    Args:
+        in_features: size of each input sample (tile rows).
+        out_features: size of each output sample (weight columns).
+        bias: add a digital bias.
+        config: the hardware; default ``AnalogConfig()``.
+        device, dtype: as for ``nn.Linear``.
+
+    Shape:
+        - Input: ``(*, in_features)``; Output: ``(*, out_features)``.
+
+    Examples:
+        >>> import aimc
+        >>> layer = AnalogLinear(8, 3, config=aimc.AnalogConfig.ideal())
+        >>> layer.eval()(torch.ones(2, 8)).shape
+        torch.Size([2, 3])
+    """
+
+    __constants__ = ["in_features", "out_features"]
+    _FLOAT_MODULE = nn.Linear
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        config: Optional[AnalogConfig] = None,
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        for name, val in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"AnalogLinear.{name} must be an int >= 1, got {val!r}")
+        nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
+        cfg = config if config is not None else AnalogConfig()
+        geometry = TileGeometry(
+            groups=1,
+            in_rows=in_features,
+            out_cols=out_features,
+            rows=cfg.tile.rows,
+            cols=cfg.tile.cols,
+            slices=cfg.mapping.slices,
+            cols_per_weight=cfg.mapping.cols_per_weight,
+            cycles=cfg.dac.cycles,
+        )
+        self._init_analog(cfg, geometry)
+        self.program()
+
+    # -- conversion
+    @classmethod
+    def from_digital(
+        cls, module: nn.Linear, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+    ) -> AnalogLinear:
+        """An ``AnalogLinear`` with ``module``'s weights, programmed (``seed``: its draw)."""
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"from_digital expects an nn.Linear, got {type(module).__name__}")
+        w = module.weight
+        layer = cls(
+            module.in_features,
+            module.out_features,
+            module.bias is not None,
+            config,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            if module.bias is not None:
+                layer.bias.copy_(module.bias)
+        layer.program(seed)
+        return layer
+
+    from_float = from_digital
+
+    def to_digital(self) -> nn.Linear:
+        """A plain ``nn.Linear`` with this layer's (digital master) weights."""
+        w = self.weight
+        lin = nn.Linear(
+            self.in_features,
+            self.out_features,
+            self.bias is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    to_float = to_digital
+
+    # -- the analog parts
+    def weight_matrix(self, weight: Optional[Tensor] = None) -> Tensor:
+        w = self.weight if weight is None else weight
+        return w.t().unsqueeze(0)
+
+    def _digital_forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.layer_name} expects a Tensor, got {type(x).__name__}")
+        if x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self.layer_name}: input must have shape (*, in_features={self.in_features}), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        lead = x.shape[:-1]
+        y = super().forward(x.reshape(-1, self.in_features))
+        return y.reshape(*lead, self.out_features)
+
+    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor, pw: Optional[Tensor]):
+        rows = xq.unsqueeze(1)  # [M, groups=1, in_features]
+        p = AF.tile_matmul(rows, w)
+        xsum = None
+        if not self._differential:
+            xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
+        y = self._accumulate(p, {"s": 0, "g": 1, "rt": 2, "n": 4}, scale, xsum)[0]
+        if pw is not None:  # shift-add the bit-serial input cycles
+            y = (y.view(pw.numel(), -1, self.out_features) * pw.view(-1, 1, 1)).sum(0)
+        return y
+
+    def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
+        return comp.reshape(-1)
+
+    def _add_bias(self, y: Tensor) -> Tensor:
+        return y if self.bias is None else y + self.bias
+
+    def mvm_count(self, x: Tensor) -> int:
+        self._check_input(x)
+        return x.numel() // self.in_features
+
+    def _rows_of(self, xn: Tensor) -> Tensor:
+        return xn.reshape(-1, 1, self.in_features)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, {self._analog_repr()}"
+        )
