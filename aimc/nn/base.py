@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from aimc import functional as AF
 from aimc.config import AnalogConfig
 from aimc.tile.geometry import TileGeometry
+from aimc.training import perturb_train_tiles
 from device_models.converters import adc_readout, bit_planes, quantize_dac
 
 __all__ = ["AnalogLayerBase", "mix_seed"]
@@ -271,7 +272,7 @@ class AnalogLayerBase(nn.Module):
     def _train_tiles(self) -> tuple[Tensor, Tensor]:
         v, sign, scale = self._normalized_tiles(self.weight)
         w = v * sign if self._differential else v + self._g_offset
-        return w, scale
+        return perturb_train_tiles(self, w), scale
 
     # ------------------------------------------------------------------ converters
     def _dac(self, x: Tensor) -> tuple[Tensor, Tensor | float, Optional[Tensor]]:
@@ -477,7 +478,7 @@ class AnalogLayerBase(nn.Module):
 
     @torch.no_grad()
     def row_activity(self, x: Tensor) -> Tensor:
-        """Sum over the MVMs of ``x`` of ``|normalized input|`` on each row: ``[groups, in_rows]``."""
+        """Sum over the MVMs of ``x`` of ``|normalized input|`` per row: ``[groups, in_rows]``."""
         return self._rows_of(self.normalized_input(x)).abs().sum(0)
 
     @torch.no_grad()
