@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from aimc import functional as AF
 from aimc.config import AnalogConfig
 from aimc.tile.geometry import TileGeometry
-from aimc.training import perturb_train_tiles
+from aimc.training import init_training_state, input_range, perturb_train_tiles
 from device_models.converters import adc_readout, bit_planes, quantize_dac
 
 __all__ = ["AnalogLayerBase", "mix_seed"]
@@ -56,11 +56,15 @@ class AnalogLayerBase(nn.Module):
     geometry: TileGeometry
 
     # ------------------------------------------------------------------ construction
-    def _init_analog(self, config: Optional[AnalogConfig], geometry: TileGeometry) -> None:
+    @staticmethod
+    def _resolve_config(config: Optional[AnalogConfig]) -> AnalogConfig:
         if config is None:
-            config = AnalogConfig()
+            return AnalogConfig()
         if not isinstance(config, AnalogConfig):
             raise TypeError(f"config must be an aimc.AnalogConfig, got {type(config).__name__}")
+        return config
+
+    def _init_analog(self, config: AnalogConfig, geometry: TileGeometry) -> None:
         self.config = config
         self.geometry = geometry
         self.layer_name = type(self).__name__
@@ -84,6 +88,7 @@ class AnalogLayerBase(nn.Module):
         self._programmed_at: Any = None
         self._cache: dict[str, Any] = {}
         self._gens: dict[str, Any] = {}
+        init_training_state(self)  # e.g. the learned DAC range gain
 
     # ------------------------------------------------------------------ abstract parts
     def weight_matrix(self, weight: Optional[Tensor] = None) -> Tensor:
@@ -291,7 +296,7 @@ class AnalogLayerBase(nn.Module):
             elif float(self.dac_range) <= 0:
                 self.dac_range.fill_(max(AF.percentile_abs(x, dac.percentile), 1e-12))
                 log.info("%s: DAC range auto-calibrated on the first batch", self.layer_name)
-            r = r_b = self.dac_range
+            r = r_b = input_range(self)
         if dac.bits is None:
             return x / r_b, r, None
         xq = quantize_dac(x, r_b, dac.levels, dac.signed)
@@ -471,7 +476,7 @@ class AnalogLayerBase(nn.Module):
         if dac.range_mode == "dynamic":
             r = x.abs().flatten(1).amax(1).clamp_min(1e-30).view(-1, *([1] * (x.dim() - 1)))
         else:
-            r = self.dac_range if float(self.dac_range) > 0 else x.abs().amax().clamp_min(1e-30)
+            r = input_range(self) if float(self.dac_range) > 0 else x.abs().amax().clamp_min(1e-30)
         if dac.bits is None:
             return x / r
         return quantize_dac(x, r, dac.levels, dac.signed)
@@ -489,6 +494,13 @@ class AnalogLayerBase(nn.Module):
         g = self.dev_g  # [pair, S, Gr, n_rt, R, N]
         per_row = g.sum(dim=(0, 1, 5))  # [Gr, n_rt, R]
         return per_row.reshape(self.geometry.groups, -1)[:, : self.geometry.in_rows]
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .double() / .cuda(): cached reads and generators live on the old device/dtype
+        out = super()._apply(fn, *args, **kwargs)
+        self._cache.clear()
+        self._gens.clear()
+        return out
 
     # ------------------------------------------------------------------ state dict
     def _load_from_state_dict(

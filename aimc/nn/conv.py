@@ -36,7 +36,7 @@ class _AnalogConvNd(AnalogLayerBase):
     _spatial: int
 
     def _init_conv(self, config: Optional[AnalogConfig]) -> None:
-        cfg = config if config is not None else AnalogConfig()
+        cfg = self._resolve_config(config)
         kernel = tuple(self.kernel_size)
         k_rows = self.in_channels // self.groups
         for k in kernel:
@@ -55,9 +55,10 @@ class _AnalogConvNd(AnalogLayerBase):
         self.program()
 
     # 2-d views of the conv hyper-parameters
-    def _two(self, v) -> tuple[int, int]:
+    def _two(self, v, fill: int = 1) -> tuple[int, int]:
+        """A 2-d version of a 1-d/2-d hyper-parameter (height ``fill`` for 1-d convs)."""
         v = tuple(v)
-        return (1, v[0]) if self._spatial == 1 else (v[0], v[1])
+        return (fill, v[0]) if self._spatial == 1 else (v[0], v[1])
 
     @property
     def _kernel2(self) -> tuple[int, int]:
@@ -93,7 +94,7 @@ class _AnalogConvNd(AnalogLayerBase):
     def _pad_input(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         """Pad ``x`` (any padding mode or string padding) so the tile conv needs none."""
         if self.padding_mode == "zeros" and not isinstance(self.padding, str):
-            return x, self._two(self.padding)
+            return x, self._two(self.padding, fill=0)
         pad = self._reversed_padding_repeated_twice
         if any(pad):
             mode = _PAD_MODES[self.padding_mode]

@@ -59,7 +59,7 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"AnalogLinear.{name} must be an int >= 1, got {val!r}")
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
-        cfg = config if config is not None else AnalogConfig()
+        cfg = self._resolve_config(config)
         geometry = TileGeometry(
             groups=1,
             in_rows=in_features,

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from torch import nn
+
+import aimc
+from aimc.nn import AnalogConv1d, AnalogConv2d
+from tests.strategies import conv2d_args, tile_cols, tile_rows
+
+
+@given(args=conv2d_args(), rows=tile_rows, cols=tile_cols)
+def test_conv2d_ideal_equals_digital(args, rows, cols):
+    kwargs, (h, w) = args
+    torch.manual_seed(h * 10 + w)
+    conv = nn.Conv2d(**kwargs)
+    cfg = aimc.AnalogConfig.ideal(tile=aimc.TileConfig(rows, cols))
+    layer = AnalogConv2d.from_digital(conv, cfg).eval()
+    x = torch.randn(2, kwargs["in_channels"], h, w)
+    torch.testing.assert_close(layer(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+@given(args=conv2d_args(), rows=tile_rows)
+def test_conv1d_ideal_equals_digital(args, rows):
+    kwargs, (h, w) = args
+    for key in ("kernel_size", "stride", "padding", "dilation"):
+        kwargs[key] = kwargs[key][1]
+    torch.manual_seed(w)
+    conv = nn.Conv1d(**kwargs)
+    layer = AnalogConv1d.from_digital(conv, aimc.AnalogConfig.ideal(tile=aimc.TileConfig(rows, 8)))
+    x = torch.randn(3, kwargs["in_channels"], w)
+    torch.testing.assert_close(layer.eval()(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_string_padding(padding):
+    conv = nn.Conv2d(4, 6, (3, 2), padding=padding)
+    layer = AnalogConv2d.from_digital(conv, aimc.AnalogConfig.ideal()).eval()
+    x = torch.randn(2, 4, 7, 6)
+    torch.testing.assert_close(layer(x), conv(x))
+
+
+@pytest.mark.parametrize("rows", [9, 18, 10])  # 9, 18: channel-aligned grouped conv; 10: unfold
+def test_quantized_paths_agree(rows):
+    """The grouped-conv (no unfold) and unfold paths compute the same quantized result."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 5, 3, padding=1)
+    x = torch.randn(2, 4, 6, 6)
+    cfg = aimc.AnalogConfig(
+        device="ideal", tile=aimc.TileConfig(rows, 16), dac=aimc.DACConfig(bits=6),
+        adc=aimc.ADCConfig(bits=6, range_mode="max", range_fraction=0.25),
+    )
+    layer = AnalogConv2d.from_digital(conv, cfg).eval()
+    layer.dac_range.fill_(3.0)
+    y = layer(x)
+    # the same tiles as an explicit unfold + AnalogLinear on the rows
+    lin_cfg = aimc.AnalogConfig(
+        device="ideal", tile=aimc.TileConfig(rows, 16), dac=aimc.DACConfig(bits=6),
+        adc=aimc.ADCConfig(bits=6, range_mode="max", range_fraction=0.25),
+    )
+    lin = aimc.AnalogLinear(36, 5, config=lin_cfg).eval()
+    with torch.no_grad():
+        lin.weight.copy_(conv.weight.reshape(5, 36))
+        lin.bias.copy_(conv.bias)
+    lin.dac_range.fill_(3.0)
+    cols = nn.functional.unfold(x, 3, padding=1).transpose(1, 2)  # [B, L, 36]
+    y_lin = lin(cols).transpose(1, 2).reshape(2, 5, 6, 6)
+    torch.testing.assert_close(y, y_lin)
+
+
+def test_depthwise_groups_take_their_own_tiles():
+    conv = nn.Conv2d(8, 8, 3, groups=8)
+    layer = AnalogConv2d.from_digital(conv, aimc.AnalogConfig.ideal())
+    assert layer.geometry.groups == 8 and layer.geometry.n_tiles == 8
+    assert layer.geometry.in_rows == 9
+
+
+def test_unbatched_and_bad_inputs():
+    conv = nn.Conv2d(3, 4, 3)
+    layer = AnalogConv2d.from_digital(conv, aimc.AnalogConfig.ideal()).eval()
+    x = torch.randn(3, 8, 8)
+    torch.testing.assert_close(layer(x), conv(x))
+    with pytest.raises(ValueError, match="in_channels=3"):
+        layer(torch.randn(1, 2, 8, 8))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        layer(torch.randn(8, 8))
+    with pytest.raises(ValueError, match="NaN"):
+        layer(torch.full((1, 3, 8, 8), float("nan")))
+
+
+def test_conv_to_digital_round_trip_and_repr():
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode="circular")
+    layer = AnalogConv2d.from_digital(conv, aimc.AnalogConfig())
+    back = layer.to_digital()
+    assert type(back) is nn.Conv2d and back.padding_mode == "circular"
+    torch.testing.assert_close(back.weight, conv.weight, rtol=0, atol=0)
+    assert "tiles=1x1" in repr(layer) and "stride=(2, 2)" in repr(layer)
+
+
+def test_hardware_aware_conv_gradients():
+    conv = nn.Conv2d(3, 4, 3)
+    cfg = aimc.AnalogConfig(device="ideal", training=aimc.TrainingConfig(hardware_aware=True),
+                            tile=aimc.TileConfig(9, 8))
+    layer = AnalogConv2d.from_digital(conv, cfg).train()
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    layer(x).sum().backward()
+    assert float(layer.weight.grad.abs().sum()) > 0 and float(x.grad.abs().sum()) > 0
