@@ -15,11 +15,17 @@ from __future__ import annotations
 from device_models.base import DeviceModel
 from device_models.converters import ADCConfig, DACConfig, adc_readout, bit_planes, quantize_dac
 from device_models.ideal import Ideal
+from device_models.pcm import PCM
 from device_models.registry import create_device, get, list_devices, names, register_device
+from device_models.rram import RRAM
+from device_models.tabulated import Tabulated
 
 __all__ = [
     "DeviceModel",
     "Ideal",
+    "PCM",
+    "RRAM",
+    "Tabulated",
     "DACConfig",
     "ADCConfig",
     "quantize_dac",
