@@ -160,12 +160,15 @@ def randn_chunked(
     generators: Sequence[torch.Generator],
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    std: Optional[Tensor] = None,
+    mean: Optional[Tensor] = None,
 ) -> Tensor:
-    """Standard normal samples drawn in ``len(generators)`` chunks, in parallel on the CPU.
+    """Normal samples ``mean + std * N(0, 1)`` drawn in ``len(generators)`` chunks in parallel.
 
     torch's CPU normal sampler is single threaded; chunks with their own generators are drawn
-    concurrently (torch releases the GIL). The result depends only on the generators' states and
-    the number of chunks, never on the thread count. On CUDA the first generator draws it all.
+    (and scaled and shifted, when ``std``/``mean`` of the full ``shape`` are given) concurrently,
+    since torch releases the GIL. The result depends only on the generators' states and the
+    number of chunks, never on the thread count. On CUDA the first generator draws it all.
 
     Examples:
         >>> gens = [torch.Generator().manual_seed(i) for i in range(2)]
@@ -173,14 +176,28 @@ def randn_chunked(
         torch.Size([3, 4])
     """
     out = torch.empty(tuple(shape), device=device, dtype=dtype)
-    n = out.numel()
-    device = torch.device(device)
-    if device.type != "cpu" or len(generators) == 1 or n < _CHUNK_MIN:
-        return out.normal_(generator=generators[0])
-    flat = out.view(-1)
-    chunks = flat.chunk(len(generators))
-    futures = [_pool().submit(c.normal_, generator=g) for c, g in zip(chunks, generators)]
-    for f in futures:
+    parts = [out.view(-1)]
+    stds = [None if std is None else std.reshape(-1)]
+    means = [None if mean is None else mean.reshape(-1)]
+    n_chunks = len(generators)
+    if torch.device(device).type != "cpu" or out.numel() < _CHUNK_MIN:
+        n_chunks = 1
+    if n_chunks > 1:
+        parts = list(parts[0].chunk(n_chunks))
+        stds = [None] * n_chunks if std is None else list(stds[0].chunk(n_chunks))
+        means = [None] * n_chunks if mean is None else list(means[0].chunk(n_chunks))
+
+    def fill(i: int) -> None:
+        part = parts[i].normal_(generator=generators[i])
+        if stds[i] is not None:
+            part.mul_(stds[i])
+        if means[i] is not None:
+            part.add_(means[i])
+
+    if n_chunks == 1:
+        fill(0)
+        return out
+    for f in [_pool().submit(fill, i) for i in range(n_chunks)]:
         f.result()
     return out
 

@@ -1,0 +1,180 @@
+"""Speed and memory of the analog layers against the plain torch layers, in one process.
+
+Usage:
+    python benchmarks/bench_layers.py [--threads 2] [--device cpu|cuda] [--repeats 20]
+
+Prints a Markdown table of median times and ratios (analog / torch) for the cases of issue 2:
+AnalogLinear 1024x1024 at batch 256 (with and without ADC output noise) and AnalogConv2d
+64->64 3x3 on 32x32 at batch 32, with 256x256 tiles, 8-bit DAC and ADC and the default device
+(PCM: drift and read noise drawn per forward); then the peak memory of each case and of a
+ResNet-sized model (about 10 M weights) converted and evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+import aimc
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: str, repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _config(noise: float = 0.0) -> aimc.AnalogConfig:
+    return aimc.AnalogConfig(
+        tile=aimc.TileConfig(256, 256),
+        dac=aimc.DACConfig(bits=8),
+        adc=aimc.ADCConfig(bits=8, noise=noise),
+    )
+
+
+def _cases(device: str):
+    torch.manual_seed(0)
+    lin = nn.Linear(1024, 1024).to(device).eval()
+    x_lin = torch.randn(256, 1024, device=device)
+    conv = nn.Conv2d(64, 64, 3, padding=1).to(device).eval()
+    x_conv = torch.randn(32, 64, 32, 32, device=device)
+    return [
+        ("AnalogLinear 1024x1024, batch 256", lin, x_lin, 0.0),
+        ("AnalogLinear 1024x1024, batch 256, ADC noise 0.01", lin, x_lin, 0.01),
+        ("AnalogConv2d 64->64 3x3, 32x32, batch 32", conv, x_conv, 0.0),
+    ]
+
+
+def run_speed(device: str, repeats: int) -> list[dict]:
+    rows = []
+    for name, digital, x, noise in _cases(device):
+        analog = aimc.convert_to_analog(digital, _config(noise)).eval()
+        aimc.calibrate(analog, [x])
+        aimc.drift(analog, 3600.0)
+        with torch.no_grad():
+            t_d = _time(lambda m=digital, x=x: m(x), device, repeats)
+            t_a = _time(lambda m=analog, x=x: m(x), device, repeats)
+        rows.append({"case": name, "torch_ms": t_d * 1e3, "aimc_ms": t_a * 1e3, "ratio": t_a / t_d})
+    return rows
+
+
+def _resnet_like() -> nn.Module:
+    """A ResNet-18-sized stack of convs (about 11 M weights) for CIFAR-sized inputs."""
+    layers, cin = [], 3
+    for cout, n in ((64, 4), (128, 4), (256, 4), (512, 4)):
+        for i in range(n):
+            layers += [
+                nn.Conv2d(cin, cout, 3, stride=2 if (i == 0 and cin != 3) else 1, padding=1),
+                nn.ReLU(),
+            ]
+            cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
+
+
+def peak_memory(case: str, device: str) -> dict:
+    """Peak RSS (CPU) or CUDA memory of one case, measured in this (fresh) process."""
+    import resource
+
+    torch.manual_seed(0)
+    if case == "resnet":
+        digital = _resnet_like().to(device).eval()
+        x = torch.randn(8, 3, 32, 32, device=device)
+    else:
+        idx = {"linear": 0, "linear_noise": 1, "conv": 2}[case]
+        _, digital, x, _ = _cases(device)[idx]
+    noise = 0.01 if case == "linear_noise" else 0.0
+    n_weights = sum(p.numel() for p in digital.parameters())
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad():
+        digital(x)
+    if device == "cuda":
+        dig_peak = torch.cuda.max_memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    dig_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    analog = aimc.convert_to_analog(digital, _config(noise)).eval()
+    t_convert = time.perf_counter() - t
+    aimc.calibrate(analog, [x])
+    with torch.no_grad():
+        t = time.perf_counter()
+        analog(x)
+        t_eval = time.perf_counter() - t
+    out = {"case": case, "weights": n_weights, "convert_s": t_convert, "eval_s": t_eval}
+    if device == "cuda":
+        out["digital_peak_mb"] = dig_peak / 2**20
+        out["analog_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        out["digital_rss_delta_mb"] = (dig_rss - base) / 1024
+        out["analog_rss_delta_mb"] = (
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - dig_rss
+        ) / 1024
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--memory-case", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_case:
+        print(json.dumps(peak_memory(args.memory_case, args.device)))
+        return
+    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}\n")
+    print("| case | torch (ms) | aimc (ms) | ratio |\n|---|---|---|---|")
+    for r in run_speed(args.device, args.repeats):
+        print(f"| {r['case']} | {r['torch_ms']:.2f} | {r['aimc_ms']:.2f} | {r['ratio']:.2f}x |")
+    print(
+        "\n| case | weights | convert (s) | first eval (s) | digital peak (MB) | analog peak (MB) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for case in ("linear", "linear_noise", "conv", "resnet"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--memory-case",
+                case,
+                "--device",
+                args.device,
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        m = json.loads(out.strip().splitlines()[-1])
+        dig = m.get("digital_peak_mb", m.get("digital_rss_delta_mb"))
+        ana = m.get("analog_peak_mb", m.get("analog_rss_delta_mb"))
+        print(
+            f"| {case} | {m['weights']:,} | {m['convert_s']:.2f} | {m['eval_s']:.3f} | "
+            f"{dig:.0f} | {ana:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
