@@ -71,7 +71,9 @@ class DeviceModel:
     name: ClassVar[str] = "base"
 
     # --- the interface -------------------------------------------------------------------------
-    def program(self, g_target: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def program(
+        self, g_target: Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
         """Program target conductances ``g_target`` (µS); return the per-device state."""
         raise NotImplementedError
 

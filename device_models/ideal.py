@@ -38,7 +38,9 @@ class Ideal(DeviceModel):
                 f"Ideal.g_min must be < g_max, got g_min={self.g_min} µS, g_max={self.g_max} µS"
             )
 
-    def program(self, g_target: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def program(
+        self, g_target: Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
         check_conductance(g_target)
         return {"g": g_target.clamp(self.g_min, self.g_max)}
 

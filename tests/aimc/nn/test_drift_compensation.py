@@ -1,0 +1,65 @@
+"""Drift compensation and finite on/off ratios in the layers (issue 3, core side)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import aimc
+import device_models
+
+
+def _layer(device, compensation, mode="global", seed=0):
+    torch.manual_seed(seed)
+    lin = nn.Linear(128, 64)
+    cfg = aimc.AnalogConfig(
+        device=device,
+        drift_compensation=compensation,
+        drift_compensation_mode=mode,
+        tile=aimc.TileConfig(128, 128),
+        seed=seed,
+    )
+    layer = aimc.AnalogLinear.from_digital(lin, cfg).eval()
+    return lin, layer
+
+
+def _scale(y: torch.Tensor, ref: torch.Tensor) -> float:
+    """Least-squares gain of y against ref (the output scale)."""
+    return float((y * ref).sum() / (ref * ref).sum())
+
+
+@pytest.mark.parametrize("mode", ["global", "column"])
+def test_pcm_output_scale_after_one_day_within_5_percent_with_compensation(mode):
+    x = torch.randn(256, 128)
+    lin, comp = _layer("pcm", True, mode)
+    _, raw = _layer("pcm", False)
+    aimc.calibrate(comp, [x])
+    aimc.calibrate(raw, [x])
+    y0 = comp(x).detach() - lin.bias.detach()
+    aimc.drift(comp, 86400.0)
+    aimc.drift(raw, 86400.0)
+    with torch.no_grad():
+        s_comp = _scale(comp(x) - lin.bias, y0)
+        s_raw = _scale(raw(x) - lin.bias, y0)
+    assert abs(s_comp - 1.0) < 0.05, s_comp
+    # PCM drift with nu ~ 0.05 over (86400 + 20) / 20 s loses about 1 - 4320^-0.05 = 34 % of G
+    assert s_raw < 0.85, s_raw
+
+
+def test_no_compensation_for_devices_that_do_not_drift():
+    _, layer = _layer("ideal", True)
+    assert layer._compensation(86400.0) is None
+
+
+@pytest.mark.parametrize("encoding", ["differential", "offset"])
+def test_finite_on_off_ratio_maps_exactly(encoding):
+    torch.manual_seed(0)
+    lin = nn.Linear(40, 9)
+    dev = device_models.Ideal(g_max=25.0, g_min=2.0)  # on/off 12.5 (NeuroSim's PCM row)
+    cfg = aimc.AnalogConfig.ideal(device=dev, mapping=aimc.MappingConfig(encoding=encoding))
+    layer = aimc.AnalogLinear.from_digital(lin, cfg).eval()
+    g = layer.device_state()["g"]
+    assert float(g.min()) >= 2.0 and float(g.max()) <= 25.0
+    x = torch.randn(5, 40)
+    torch.testing.assert_close(layer(x), lin(x), rtol=1e-5, atol=1e-5)
