@@ -28,7 +28,7 @@ __all__ = ["DeviceModel", "check_conductance", "check_time", "check_positive"]
 
 
 def check_positive(owner: str, field: str, value: float, *, allow_zero: bool = False) -> None:
-    """Raise a ``ValueError`` naming ``owner.field`` unless ``value`` is a finite positive number."""
+    """Raise a ``ValueError`` naming ``owner.field`` unless ``value`` is finite and positive."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{owner}.{field} must be a number, got {type(value).__name__} {value!r}")
     ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
