@@ -48,7 +48,9 @@ def test_quantized_paths_agree(rows):
     conv = nn.Conv2d(4, 5, 3, padding=1)
     x = torch.randn(2, 4, 6, 6)
     cfg = aimc.AnalogConfig(
-        device="ideal", tile=aimc.TileConfig(rows, 16), dac=aimc.DACConfig(bits=6),
+        device="ideal",
+        tile=aimc.TileConfig(rows, 16),
+        dac=aimc.DACConfig(bits=6),
         adc=aimc.ADCConfig(bits=6, range_mode="max", range_fraction=0.25),
     )
     layer = AnalogConv2d.from_digital(conv, cfg).eval()
@@ -56,7 +58,9 @@ def test_quantized_paths_agree(rows):
     y = layer(x)
     # the same tiles as an explicit unfold + AnalogLinear on the rows
     lin_cfg = aimc.AnalogConfig(
-        device="ideal", tile=aimc.TileConfig(rows, 16), dac=aimc.DACConfig(bits=6),
+        device="ideal",
+        tile=aimc.TileConfig(rows, 16),
+        dac=aimc.DACConfig(bits=6),
         adc=aimc.ADCConfig(bits=6, range_mode="max", range_fraction=0.25),
     )
     lin = aimc.AnalogLinear(36, 5, config=lin_cfg).eval()
@@ -100,8 +104,11 @@ def test_conv_to_digital_round_trip_and_repr():
 
 def test_hardware_aware_conv_gradients():
     conv = nn.Conv2d(3, 4, 3)
-    cfg = aimc.AnalogConfig(device="ideal", training=aimc.TrainingConfig(hardware_aware=True),
-                            tile=aimc.TileConfig(9, 8))
+    cfg = aimc.AnalogConfig(
+        device="ideal",
+        training=aimc.TrainingConfig(hardware_aware=True),
+        tile=aimc.TileConfig(9, 8),
+    )
     layer = AnalogConv2d.from_digital(conv, cfg).train()
     x = torch.randn(2, 3, 6, 6, requires_grad=True)
     layer(x).sum().backward()
