@@ -1,0 +1,693 @@
+"""``estimate_cost``: a network's energy, latency and area from one forward with counters on.
+
+The model runs once on the example input (eval mode, no grad). Forward hooks on the analog
+layers count their MVMs (conv: batch x output pixels, so strides and padding are exact) and
+their data-dependent crossbar energy ``V^2 t sum_rows(sum_MVMs |x_norm| * sum_cols G)``. Hooks
+on the digital leaf modules, and a ``TorchFunctionMode`` for the tensor ops written in
+``forward`` bodies (residual adds, functional activations and pooling), count the digital work
+between analog layers: activations (one activation-unit evaluation per output element),
+pooling (one op per input element), norms (two ops per element), elementwise ops (one per
+output element) and un-converted digital linear/conv layers (one op per MAC).
+
+Latency: a layer's MVMs run back to back on its tiles (all tiles of a layer in parallel):
+``MVMs per group x cycles x cycle time``; a digital layer takes its ops over the digital units
+of the clusters in use. ``latency_s`` sums the layers (one inference of the example batch);
+``pipelined_interval_s`` is the slowest layer, the interval of a layer pipeline (ISAAC's).
+Static energy is the leakage of the cores and clusters in use over each layer's time. Off-chip
+I/O: the network's input and output, and the inputs of layers that start on another chip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from aimc.cost.counts import (
+    COMPONENTS,
+    Counts,
+    analog_counts,
+    cluster_area_mm2,
+    energy_pj,
+    mvm_time_ns,
+)
+from aimc.cost.mapper import MappingReport, iter_analog_layers, map_model
+from aimc.cost.technology import Technology, resolve_technology
+
+__all__ = ["LayerCost", "CostTotal", "DigitalBaseline", "CostReport", "estimate_cost"]
+
+# -------------------------------------------------------------------- digital op classification
+_FREE = (nn.Identity, nn.Flatten, nn.Unflatten, nn.modules.dropout._DropoutNd)
+_ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softmax,
+    nn.LogSoftmax, nn.Softplus, nn.Softsign, nn.Tanhshrink,
+)  # fmt: skip
+_POOLS = (
+    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._LPPoolNd,
+)  # fmt: skip
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+_ARITH_FN = {
+    "add", "sub", "mul", "div", "truediv", "true_divide", "addcmul", "addcdiv", "neg", "abs",
+    "pow", "sqrt", "exp", "log", "clamp", "clip", "maximum", "minimum", "where", "square",
+}  # fmt: skip
+_ACT_FN = {
+    "relu", "relu6", "gelu", "sigmoid", "tanh", "silu", "softmax", "log_softmax", "leaky_relu",
+    "hardtanh", "elu", "selu", "celu", "hardswish", "hardsigmoid", "mish", "softplus",
+}  # fmt: skip
+_REDUCE_FN = {
+    "mean", "sum", "amax", "amin", "logsumexp", "max_pool1d", "max_pool2d", "max_pool3d",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "lp_pool2d",
+    "max_pool2d_with_indices",
+}  # fmt: skip
+_NORM_FN = {"batch_norm", "layer_norm", "group_norm", "instance_norm", "normalize"}
+_MAC_FN = {"linear", "matmul", "mm", "bmm", "conv1d", "conv2d", "conv3d"}
+
+
+def _tensors(obj: Any) -> Iterator[Tensor]:
+    if isinstance(obj, Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+def _first(obj: Any) -> Optional[Tensor]:
+    return next(_tensors(obj), None)
+
+
+def _numel(obj: Any) -> int:
+    t = _first(obj)
+    return int(t.numel()) if t is not None else 0
+
+
+def _op_name(func: Any) -> str:
+    name = getattr(func, "__name__", "").strip("_")
+    if name[:1] in ("i", "r") and name[1:] in _ARITH_FN:  # __iadd__, __radd__, ...
+        name = name[1:]
+    return name
+
+
+def _op_counts(name: str, args: tuple, out: Any) -> Optional[Counts]:
+    """Counts of one functional tensor op, or ``None`` for ops that cost nothing (views...)."""
+    n_out = _numel(out)
+    if name in _ARITH_FN:
+        return Counts(digital_ops=n_out)
+    if name in _ACT_FN:
+        return Counts(activations=n_out)
+    if name in _REDUCE_FN:
+        return Counts(digital_ops=_numel(args))
+    if name in _NORM_FN:
+        return Counts(digital_ops=2 * n_out)
+    if name in _MAC_FN:
+        tensors = list(_tensors(args))
+        if len(tensors) < 2:
+            return None
+        a, w = tensors[0], tensors[1]
+        if name == "linear":
+            k = w.shape[-1]
+        elif name.startswith("conv"):
+            k = w[0].numel()
+        else:
+            k = a.shape[-1]
+        macs = n_out * int(k)
+        return Counts(macs=macs, digital_ops=macs)
+    return None
+
+
+def _module_counts(module: nn.Module, args: tuple, out: Any) -> Optional[Counts]:
+    """Counts of one call of a digital leaf module, or ``None`` when it costs nothing."""
+    n_out = _numel(out)
+    if isinstance(module, _FREE):
+        return None
+    if isinstance(module, _ACTIVATIONS):
+        return Counts(activations=n_out)
+    if isinstance(module, _POOLS):
+        return Counts(digital_ops=_numel(args))
+    if isinstance(module, _NORMS):
+        return Counts(digital_ops=2 * n_out)
+    if isinstance(module, nn.Linear):
+        macs = n_out * module.in_features
+        return Counts(macs=macs, digital_ops=macs)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        macs = n_out * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        return Counts(macs=macs, digital_ops=macs)
+    return Counts(digital_ops=n_out)
+
+
+# -------------------------------------------------------------------- the recorder
+@dataclass
+class _Entry:
+    name: str
+    kind: str  # "analog" | "digital"
+    module: str
+    order: int
+    counts: Counts = field(default_factory=Counts)
+    layer: Optional[nn.Module] = None
+    mvms_per_group: int = 0
+    crossbar_fj: float = 0.0
+    input_numel: int = 0
+    calls: int = 0
+
+
+class _Recorder(TorchFunctionMode):
+    """Forward hooks + a torch function mode that count what one forward does."""
+
+    def __init__(self, model: nn.Module, tech: Technology) -> None:
+        super().__init__()
+        self.tech = tech
+        self.entries: dict[str, _Entry] = {}
+        self.scope: list[str] = []
+        self.opaque = 0
+        self.active = False
+        self.handles: list[Any] = []
+        self.analog = dict(iter_analog_layers(model))
+        self.g_sums: dict[str, Tensor] = {}
+        inside = tuple(n + "." for n in self.analog if n)
+        for name, module in model.named_modules():
+            if name not in self.analog and (
+                "" in self.analog or any(name.startswith(p) for p in inside)
+            ):
+                continue  # part of an analog layer
+            opaque = name in self.analog or not any(True for _ in module.children())
+            self.handles.append(module.register_forward_pre_hook(self._pre(name, opaque)))
+            self.handles.append(module.register_forward_hook(self._post(name, module, opaque)))
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def _entry(self, name: str, kind: str, module: str) -> _Entry:
+        if name not in self.entries:
+            self.entries[name] = _Entry(name, kind, module, order=len(self.entries))
+        return self.entries[name]
+
+    def _pre(self, name: str, opaque: bool):
+        def hook(module: nn.Module, args: tuple) -> None:
+            self.scope.append(name)
+            if opaque:
+                self.opaque += 1
+
+        return hook
+
+    def _post(self, name: str, module: nn.Module, opaque: bool):
+        def hook(mod: nn.Module, args: tuple, out: Any) -> None:
+            try:
+                if self.active and self.opaque == 1 and opaque:
+                    if name in self.analog:
+                        self._record_analog(name, mod, args)
+                    else:
+                        counts = _module_counts(mod, args, out)
+                        if counts is not None:
+                            e = self._entry(name, "digital", type(mod).__name__)
+                            e.counts = e.counts + counts
+                            e.calls += 1
+            finally:
+                self.scope.pop()
+                if opaque:
+                    self.opaque -= 1
+
+        return hook
+
+    def _record_analog(self, name: str, layer: nn.Module, args: tuple) -> None:
+        x = _first(args)
+        if x is None:
+            return
+        e = self._entry(name, "analog", type(layer).__name__)
+        e.layer = layer
+        e.calls += 1
+        e.mvms_per_group += int(layer.mvm_count(x))
+        e.input_numel += int(x.numel())
+        if name not in self.g_sums:
+            self.g_sums[name] = layer.row_conductance_sums().double()
+        activity = layer.row_activity(x).double()
+        pulses = layer.geometry.cycles if layer.config.dac.bit_serial else 1
+        t = self.tech
+        e.crossbar_fj += (
+            float((activity * self.g_sums[name]).sum()) * t.v_read_v**2 * t.t_read_ns * pulses
+        )
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.active and self.opaque == 0:
+            op = _op_name(func)
+            counts = _op_counts(op, args, out) if op else None
+            if counts is not None:
+                scope = self.scope[-1] if self.scope else ""
+                e = self._entry(f"{scope}:{op}" if scope else op, "digital", op)
+                e.counts = e.counts + counts
+                e.calls += 1
+        return out
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+# -------------------------------------------------------------------- reports
+@dataclass(frozen=True)
+class LayerCost:
+    """Cost of one layer (analog, or a digital layer/op between them).
+
+    Attributes:
+        name: qualified module name (``scope:op`` for tensor ops in a ``forward`` body).
+        kind: ``"analog"`` or ``"digital"``.
+        module: class name or op name.
+        tiles, utilization: its tiles (0 and 0.0 for digital layers).
+        counts: the events it caused (:class:`~aimc.cost.Counts`).
+        energy_by_component_j: energy by component (keys ``aimc.cost.COMPONENTS``); they add
+            up to ``energy_j``.
+        energy_j, latency_s, area_mm2: its energy, time and the area of its tiles.
+        ops: operations (2 per MAC).
+    """
+
+    name: str
+    kind: str
+    module: str
+    tiles: int
+    utilization: float
+    counts: Counts
+    energy_by_component_j: dict[str, float]
+    energy_j: float
+    latency_s: float
+    area_mm2: float
+    ops: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "module": self.module,
+            "tiles": self.tiles,
+            "utilization": self.utilization,
+            "counts": self.counts.to_dict(),
+            "energy_by_component_j": dict(self.energy_by_component_j),
+            "energy_j": self.energy_j,
+            "latency_s": self.latency_s,
+            "area_mm2": self.area_mm2,
+            "ops": self.ops,
+        }
+
+
+@dataclass(frozen=True)
+class CostTotal:
+    """Totals of one forward of the example input.
+
+    Attributes:
+        energy_j: energy, J (the sum of the layers').
+        latency_s: one pass of the example batch through the layers, s.
+        area_mm2: area of the clusters the model occupies plus the chips' I/O.
+        ops: operations (2 per MAC).
+        tops, tops_per_w, tops_per_mm2: throughput over ``latency_s``, efficiency, density.
+        pipelined_interval_s: the slowest layer (layers pipelined on their own tiles).
+        pipelined_tops, pipelined_tops_per_mm2: throughput and density of that pipeline.
+        throughput_per_s: inferences per second of that pipeline (batch / interval).
+        batch: the example's batch size (first dimension).
+        energy_by_component_j: energy by component.
+        counts: the events of the whole network.
+        tiles, utilization, n_chips: from the mapping.
+    """
+
+    energy_j: float
+    latency_s: float
+    area_mm2: float
+    ops: int
+    tops: float
+    tops_per_w: float
+    tops_per_mm2: float
+    pipelined_interval_s: float
+    pipelined_tops: float
+    pipelined_tops_per_mm2: float
+    throughput_per_s: float
+    batch: int
+    energy_by_component_j: dict[str, float]
+    counts: Counts
+    tiles: int
+    utilization: float
+    n_chips: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["energy_by_component_j"] = dict(self.energy_by_component_j)
+        d["counts"] = self.counts.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class DigitalBaseline:
+    """The same network on an INT8 digital accelerator (Horowitz, ISSCC 2014, 45 nm, scaled).
+
+    Per 8-bit MAC 0.23 pJ (8-bit multiply 0.2 + add 0.03); activations read and written from
+    a 32 KB-class SRAM at 0.31 pJ/bit (every MVM reads its input vector and writes its outputs:
+    no reuse), weights read once per forward from a 1 MB-class SRAM at 1.56 pJ/bit (perfect
+    reuse); other digital ops (activations, pooling, adds) 0.03 pJ (an 8-bit add). Scaled from
+    45 nm to the technology node: logic x (node / 45), SRAM x sqrt(node / 45) (wires and
+    memories scale more slowly than logic).
+
+    Attributes:
+        node_nm: node it is scaled to.
+        energy_j: energy of one forward of the example input.
+        energy_by_component_j: ``mac``, ``activation_sram``, ``weight_sram``, ``digital``.
+        tops_per_w: its efficiency.
+        analog_advantage: ``energy_j`` of the baseline over the analog estimate (>1: analog
+            wins).
+    """
+
+    node_nm: float
+    energy_j: float
+    energy_by_component_j: dict[str, float]
+    tops_per_w: float
+    analog_advantage: float
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["energy_by_component_j"] = dict(self.energy_by_component_j)
+        return d
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """What a network costs on a technology: per layer, in total, and against digital.
+
+    Attributes:
+        technology: the :class:`~aimc.cost.Technology` used.
+        layers: :class:`LayerCost` per analog and digital layer, in execution order (analog
+            layers that never ran come last, with zero counts).
+        total: :class:`CostTotal`.
+        digital_baseline: :class:`DigitalBaseline`.
+        mapping: the :class:`~aimc.cost.MappingReport` the estimate placed the model with.
+    """
+
+    technology: Technology
+    layers: tuple[LayerCost, ...]
+    total: CostTotal
+    digital_baseline: DigitalBaseline
+    mapping: MappingReport
+
+    def layer(self, name: str) -> LayerCost:
+        for lay in self.layers:
+            if lay.name == name:
+                return lay
+        raise KeyError(f"no layer {name!r}; layers: {[x.name for x in self.layers]}")
+
+    @property
+    def analog_layers(self) -> tuple[LayerCost, ...]:
+        return tuple(x for x in self.layers if x.kind == "analog")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "technology": self.technology.name,
+            "total": self.total.to_dict(),
+            "layers": [x.to_dict() for x in self.layers],
+            "digital_baseline": self.digital_baseline.to_dict(),
+            "mapping": self.mapping.to_dict(),
+        }
+
+    def table(self) -> str:
+        t = self.total
+        head = (
+            f"{'layer':<26}{'kind':<8}{'tiles':>6}{'util':>7}{'MVMs':>10}{'ADC conv':>11}"
+            f"{'energy':>11}{'latency':>11}{'top component':>22}"
+        )
+        lines = [f"cost on {self.technology.name}", head, "-" * len(head)]
+        for x in self.layers:
+            top = max(x.energy_by_component_j.items(), key=lambda kv: kv[1])
+            top_text = f"{top[0]} {top[1] / x.energy_j:.0%}" if x.energy_j > 0 else "-"
+            util = f"{x.utilization:.0%}" if x.kind == "analog" else "-"
+            lines.append(
+                f"{x.name[:25]:<26}{x.kind:<8}{x.tiles:>6}{util:>7}{x.counts.mvms:>10}"
+                f"{x.counts.adc_conversions:>11}{_si(x.energy_j, 'J'):>11}"
+                f"{_si(x.latency_s, 's'):>11}{top_text:>22}"
+            )
+        lines.append("-" * len(head))
+        lines.append(
+            f"total: {_si(t.energy_j, 'J')}, latency {_si(t.latency_s, 's')} (pipelined "
+            f"interval {_si(t.pipelined_interval_s, 's')}, {t.throughput_per_s:.4g} inferences/s)"
+            f", area {t.area_mm2:.4g} mm^2, {t.tiles} tiles ({t.utilization:.0%} used) on "
+            f"{t.n_chips} chip(s)"
+        )
+        lines.append(
+            f"       {t.tops_per_w:.4g} TOPS/W, {t.tops:.4g} TOPS ({t.pipelined_tops:.4g} "
+            f"pipelined), {t.tops_per_mm2:.4g} TOPS/mm^2"
+        )
+        parts = ", ".join(
+            f"{k} {v / t.energy_j:.1%}"
+            for k, v in sorted(t.energy_by_component_j.items(), key=lambda kv: -kv[1])
+            if v > 0 and t.energy_j > 0
+        )
+        lines.append(f"energy by component: {parts}")
+        b = self.digital_baseline
+        lines.append(
+            f"INT8 digital baseline at {b.node_nm:g} nm: {_si(b.energy_j, 'J')} "
+            f"({b.tops_per_w:.4g} TOPS/W); analog is {b.analog_advantage:.3g}x "
+            f"{'better' if b.analog_advantage >= 1 else 'worse'}"
+        )
+        return "\n".join(lines)
+
+
+def _si(value: float, unit: str) -> str:
+    if value == 0:
+        return f"0 {unit}"
+    for scale, prefix in ((1, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value / 1e-15:.3g} f{unit}"
+
+
+# -------------------------------------------------------------------- the estimate
+def estimate_cost(
+    model: nn.Module,
+    example_input: Union[Tensor, tuple, list],
+    technology: Union[str, Technology, dict] = "isaac",
+) -> CostReport:
+    """Energy, latency and area of one forward of ``example_input`` through ``model``.
+
+    Args:
+        model: a model with analog layers (``aimc.convert_to_analog``). It runs once in eval
+            mode without gradients (its train/eval flags are restored).
+        example_input: the input batch (a tensor, or a tuple of positional inputs).
+        technology: a name (``aimc.cost.technology_names()``), a :class:`Technology`, a dict
+            of fields, or a YAML path.
+
+    Returns:
+        A :class:`CostReport`.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module`` or the input holds no tensor.
+        ValueError: no analog layers, or the model cannot run on ``example_input`` (wrong
+            shape); the message names the input shape.
+        KeyError: unknown technology name (the message lists the known ones).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"estimate_cost needs an nn.Module, got {type(model).__name__}")
+    args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    if _first(args) is None:
+        raise TypeError(
+            f"estimate_cost: example_input must be a tensor (or a tuple of them), got "
+            f"{type(example_input).__name__}"
+        )
+    tech = resolve_technology(technology)
+    mapping = map_model(model, tech)  # raises when there are no analog layers
+
+    recorder = _Recorder(model, tech)
+    try:
+        with _eval_mode(model), torch.no_grad(), recorder:
+            recorder.active = True
+            try:
+                out = model(*args)
+            except (RuntimeError, ValueError, IndexError) as err:
+                shapes = [tuple(t.shape) for t in _tensors(args)]
+                raise ValueError(
+                    f"estimate_cost: {type(model).__name__} cannot run on example_input of "
+                    f"shape {shapes[0] if len(shapes) == 1 else shapes}: {err}. Pass an input "
+                    "batch the model accepts."
+                ) from err
+            finally:
+                recorder.active = False
+    finally:
+        recorder.close()
+    return _build_report(model, args, out, recorder, tech, mapping)
+
+
+def _build_report(
+    model: nn.Module,
+    args: tuple,
+    out: Any,
+    rec: _Recorder,
+    tech: Technology,
+    mapping: MappingReport,
+) -> CostReport:
+    entries = sorted(rec.entries.values(), key=lambda e: e.order)
+    for name, layer in rec.analog.items():  # analog layers the forward never reached
+        if name not in rec.entries:
+            entries.append(_Entry(name, "analog", type(layer).__name__, len(entries), layer=layer))
+    placed = {x.name: x for x in mapping.layers}
+    clusters = mapping.clusters or 1
+    word = tech.word_bits
+    digital_rate = tech.digital_ops_per_cycle * tech.clock_ghz * clusters  # ops per ns
+
+    rows: list[dict[str, Any]] = []
+    prev_chip: Optional[int] = None
+    for e in entries:
+        row: dict[str, Any] = {"entry": e, "config": None, "tiles": 0, "util": 0.0, "area": 0.0}
+        if e.kind == "analog":
+            geom, cfg, lay = e.layer.geometry, e.layer.config, placed[e.name]
+            counts = analog_counts(geom, cfg, tech, e.mvms_per_group)
+            if prev_chip is not None and e.calls and lay.chips[0] != prev_chip:
+                counts = counts.replace(io_bits=e.input_numel * word)
+            if e.calls:
+                prev_chip = lay.chips[-1]
+            cl_area = sum(cluster_area_mm2(cfg, tech).values())
+            row.update(
+                config=cfg,
+                tiles=lay.tiles,
+                util=lay.utilization,
+                area=lay.tiles / tech.tiles_per_cluster * cl_area,
+                latency_ns=e.mvms_per_group * mvm_time_ns(geom, tech),
+            )
+        else:
+            counts = e.counts
+            row["latency_ns"] = (counts.activations + counts.digital_ops) / digital_rate
+        row["counts"] = counts
+        rows.append(row)
+
+    in_bits = sum(int(t.numel()) for t in _tensors(args)) * word
+    out_bits = sum(int(t.numel()) for t in _tensors(out)) * word
+    ran = [r for r in rows if r["entry"].calls]
+    ran[0]["counts"] = ran[0]["counts"].replace(io_bits=ran[0]["counts"].io_bits + in_bits)
+    ran[-1]["counts"] = ran[-1]["counts"].replace(io_bits=ran[-1]["counts"].io_bits + out_bits)
+
+    leak_mw = (mapping.cores or 0) * tech.leakage_mw_per_core + clusters * (
+        tech.leakage_mw_per_cluster
+    )
+    layers = []
+    for r in rows:
+        e, counts = r["entry"], r["counts"]
+        pj = energy_pj(
+            counts,
+            tech,
+            config=r["config"],
+            crossbar_fj=e.crossbar_fj,
+            static_pj=leak_mw * r["latency_ns"],
+        )
+        by_j = {k: pj[k] * 1e-12 for k in COMPONENTS}
+        layers.append(
+            LayerCost(
+                name=e.name,
+                kind=e.kind,
+                module=e.module,
+                tiles=r["tiles"],
+                utilization=r["util"],
+                counts=counts,
+                energy_by_component_j=by_j,
+                energy_j=sum(by_j.values()),
+                latency_s=r["latency_ns"] * 1e-9,
+                area_mm2=r["area"],
+                ops=2 * counts.macs,
+            )
+        )
+    total = _total(layers, args, tech, mapping, rec)
+    baseline = _digital_baseline(layers, rec, tech, total)
+    return CostReport(
+        technology=tech,
+        layers=tuple(layers),
+        total=total,
+        digital_baseline=baseline,
+        mapping=mapping,
+    )
+
+
+def _total(
+    layers: list[LayerCost], args: tuple, tech: Technology, mapping: MappingReport, rec: _Recorder
+) -> CostTotal:
+    counts = Counts()
+    for x in layers:
+        counts = counts + x.counts
+    energy = sum(x.energy_j for x in layers)
+    latency = sum(x.latency_s for x in layers)
+    interval = max(x.latency_s for x in layers)
+    first_cfg = next(iter(rec.analog.values())).config
+    area = (mapping.clusters or 1) * sum(cluster_area_mm2(first_cfg, tech).values())
+    area += (mapping.n_chips or 1) * tech.io_area_mm2
+    ops = sum(x.ops for x in layers)
+    x0 = _first(args)
+    batch = int(x0.shape[0]) if x0 is not None and x0.dim() > 1 else 1
+    tops = ops / latency * 1e-12 if latency > 0 else 0.0
+    p_tops = ops / interval * 1e-12 if interval > 0 else 0.0
+    return CostTotal(
+        energy_j=energy,
+        latency_s=latency,
+        area_mm2=area,
+        ops=ops,
+        tops=tops,
+        tops_per_w=ops / energy * 1e-12 if energy > 0 else 0.0,
+        tops_per_mm2=tops / area,
+        pipelined_interval_s=interval,
+        pipelined_tops=p_tops,
+        pipelined_tops_per_mm2=p_tops / area,
+        throughput_per_s=batch / interval if interval > 0 else 0.0,
+        batch=batch,
+        energy_by_component_j={
+            k: sum(x.energy_by_component_j[k] for x in layers) for k in COMPONENTS
+        },
+        counts=counts,
+        tiles=mapping.tiles,
+        utilization=mapping.utilization,
+        n_chips=mapping.n_chips or 1,
+    )
+
+
+def _digital_baseline(
+    layers: list[LayerCost], rec: _Recorder, tech: Technology, total: CostTotal
+) -> DigitalBaseline:
+    logic = tech.node_nm / 45.0
+    sram = math.sqrt(tech.node_nm / 45.0)
+    mac_pj, add_pj = 0.23 * logic, 0.03 * logic
+    act_pj_bit, w_pj_bit = 0.31 * sram, 1.56 * sram
+    macs = act_bits = w_bits = other = 0
+    for x in layers:
+        c = x.counts
+        if x.kind == "analog":
+            g = rec.analog[x.name].geometry
+            m = c.mvms // max(g.groups, 1)
+            macs += c.macs
+            act_bits += 8 * m * g.groups * (g.in_rows + g.out_cols)
+            if c.mvms:
+                w_bits += 8 * g.groups * g.in_rows * g.out_cols
+        else:
+            macs += c.macs
+            other += c.activations + c.digital_ops - c.macs
+    parts = {
+        "mac": macs * mac_pj * 1e-12,
+        "activation_sram": act_bits * act_pj_bit * 1e-12,
+        "weight_sram": w_bits * w_pj_bit * 1e-12,
+        "digital": other * add_pj * 1e-12,
+    }
+    energy = sum(parts.values())
+    return DigitalBaseline(
+        node_nm=tech.node_nm,
+        energy_j=energy,
+        energy_by_component_j=parts,
+        tops_per_w=total.ops / energy * 1e-12 if energy > 0 else 0.0,
+        analog_advantage=energy / total.energy_j if total.energy_j > 0 else math.inf,
+    )
