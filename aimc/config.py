@@ -26,6 +26,7 @@ __all__ = [
 _SCALINGS = ("layer", "tile", "column")
 _ENCODINGS = ("differential", "offset")
 _COMPENSATIONS = ("global", "column")
+_ALIGNMENTS = ("channel", "dense")
 
 
 def _check_int(owner: str, name: str, value: Any, lo: int, hi: int, hint: str = "") -> None:
@@ -74,15 +75,21 @@ class MappingConfig:
             or ``None`` for continuous targets. Required when ``slices > 1``.
         slices: devices (columns) a weight is bit-sliced over, 1..32; slice ``s`` holds bits
             ``[s*b, (s+1)*b)`` of the weight magnitude, each read by the ADC and shift-added.
+        conv_alignment: how a conv's unrolled kernel rows fill a tile: ``"channel"`` keeps
+            whole input channels (``kh*kw`` rows each) in a tile, leaving ``rows mod kh*kw``
+            rows empty, so tiles run as one grouped conv without unfolding the input;
+            ``"dense"`` fills every row (a channel may straddle two tiles).
     """
 
     weight_scaling: str = "column"
     encoding: str = "differential"
     weight_bits: Optional[int] = None
     slices: int = 1
+    conv_alignment: str = "channel"
 
     def __post_init__(self) -> None:
         _check_choice("MappingConfig", "weight_scaling", self.weight_scaling, _SCALINGS)
+        _check_choice("MappingConfig", "conv_alignment", self.conv_alignment, _ALIGNMENTS)
         _check_choice("MappingConfig", "encoding", self.encoding, _ENCODINGS)
         if self.weight_bits is not None:
             _check_int("MappingConfig", "weight_bits", self.weight_bits, 2, 32)
@@ -119,20 +126,92 @@ class MappingConfig:
 
 @dataclass
 class TrainingConfig:
-    """What the train-mode forward injects (hardware-aware training).
+    """What the train-mode forward injects (hardware-aware training), and post-step clipping.
+
+    All defaults off: training is exactly plain torch training. With ``hardware_aware`` the
+    train forward runs the tiled analog path on the current weights (DAC/ADC quantization and
+    clipping with straight-through gradients, ADC output noise) and adds ``weight_noise`` to the
+    normalized tile weights as a perturbation that the gradient passes through unchanged.
 
     Attributes:
         hardware_aware: ``False``: training forwards are the plain digital op (exactly torch);
             ``True``: they run the tiled analog path (DAC/ADC quantization and clipping with
             straight-through gradients) on the current weights.
+        weight_noise: noise added to the weights in each train forward, fresh each batch (needs
+            ``hardware_aware``): ``"none"``; ``"gaussian"``, additive ``N(0, weight_noise_std²)``
+            on the normalized weights (units of the mapping group's max ``|w|``: the per-column
+            max under ``MappingConfig.weight_scaling="column"``); ``"device"``, the weights are
+            mapped to conductance targets as ``program`` maps them, programmed with the layer's
+            device model (programming noise), read at ``noise_t_s`` (drift, then read noise)
+            and drift-compensated as the eval forward is; the difference to the ideal weights,
+            times ``device_noise_scale``, is the perturbation.
+        weight_noise_std: std of ``"gaussian"`` weight noise in normalized weight units
+            (dimensionless, a fraction of the group's max ``|w|``), in [0, 10]; ignored by the
+            other kinds.
+        device_noise_scale: multiplier of the ``"device"`` perturbation (dimensionless, in
+            [0, 100]); > 1 trains for a margin over the device's own noise.
+        noise_t_s: read time in seconds after programming at which ``"device"`` noise is drawn
+            (drift and read noise at that age), in [0, 1e10].
+        clip_sigma: after each optimizer step, :func:`aimc.training.clip_weights` clamps every
+            analog layer's weights to ``±clip_sigma`` times their standard deviation (per
+            layer, dimensionless, > 0); ``None`` turns clipping off.
+        learn_input_range: give each analog layer a learned DAC range, the parameter
+            ``dac_range_gain`` (dimensionless, starts at 1): the input full scale becomes
+            ``dac_range * dac_range_gain``, in train and eval forwards alike. Its gradient
+            comes through the straight-through DAC (LSQ/PACT style: saturated inputs pull the
+            range up, the rounding error inside it pulls it down). Needs ``hardware_aware``;
+            applies to ``DACConfig.range_mode="calibrated"`` layers with a DAC range.
     """
 
     hardware_aware: bool = False
+    weight_noise: str = "none"
+    weight_noise_std: float = 0.0
+    device_noise_scale: float = 1.0
+    noise_t_s: float = 3600.0
+    clip_sigma: Optional[float] = None
+    learn_input_range: bool = False
+
+    _WEIGHT_NOISES = ("none", "gaussian", "device")  # not a field: no annotation
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hardware_aware, bool):
+        for name in ("hardware_aware", "learn_input_range"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise TypeError(f"TrainingConfig.{name} must be a bool, got {value!r}")
+        _check_choice("TrainingConfig", "weight_noise", self.weight_noise, self._WEIGHT_NOISES)
+        self._check_number("weight_noise_std", 0.0, 10.0)
+        self._check_number("device_noise_scale", 0.0, 100.0)
+        self._check_number("noise_t_s", 0.0, 1e10)
+        if self.clip_sigma is not None:
+            self._check_number("clip_sigma", 0.0, 1e6)
+            if self.clip_sigma == 0:
+                raise ValueError(
+                    "TrainingConfig.clip_sigma must be > 0 (a multiple of the weights' std) or "
+                    "None (no clipping), got 0; try clip_sigma=2.5"
+                )
+        if self.weight_noise == "gaussian" and self.weight_noise_std == 0:
+            raise ValueError(
+                "TrainingConfig.weight_noise_std must be > 0 with weight_noise='gaussian', got 0; "
+                "try weight_noise_std=0.02, or weight_noise='none'"
+            )
+        if not self.hardware_aware:
+            for name, off in (("weight_noise", "none"), ("learn_input_range", False)):
+                if getattr(self, name) != off:
+                    raise ValueError(
+                        f"TrainingConfig.{name}={getattr(self, name)!r} needs "
+                        "hardware_aware=True (it acts in the tiled train forward); set "
+                        f"hardware_aware=True or {name}={off!r}"
+                    )
+
+    def _check_number(self, name: str, lo: float, hi: float) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(
-                f"TrainingConfig.hardware_aware must be a bool, got {self.hardware_aware!r}"
+                f"TrainingConfig.{name} must be a number in [{lo:g}, {hi:g}], got {value!r}"
+            )
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise ValueError(
+                f"TrainingConfig.{name} must be a number in [{lo:g}, {hi:g}], got {value!r}"
             )
 
 
@@ -153,7 +232,7 @@ class AnalogConfig:
         seed: seed of every random draw (programming, read and output noise) of the layers.
     """
 
-    device: Any = "ideal"
+    device: Any = "pcm"
     tile: TileConfig = field(default_factory=TileConfig)
     dac: DACConfig = field(default_factory=DACConfig)
     adc: ADCConfig = field(default_factory=ADCConfig)

@@ -32,7 +32,9 @@ __all__ = [
 
 
 def to_tile_layout(wm: Tensor, rows: int) -> Tensor:
-    """Pad the rows of ``wm`` ``[Gr, K, N]`` to whole tiles; return ``[Gr, n_rt, rows, N]``.
+    """Cut ``wm`` ``[Gr, K, N]`` into row tiles of ``rows`` rows: ``[Gr, n_rt, rows, N]``.
+
+    The last tile is padded with zero rows.
 
     Examples:
         >>> to_tile_layout(torch.ones(1, 3, 2), rows=2).shape

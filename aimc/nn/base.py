@@ -80,7 +80,16 @@ class AnalogLayerBase(nn.Module):
             "program_seed", torch.tensor([config.seed], dtype=torch.int64, device=dev)
         )
         self.register_buffer("weight_fingerprint", torch.zeros(3, dtype=torch.int64, device=dev))
-        layout = [g.rows, g.cols, g.slices, g.cols_per_weight, g.groups, g.in_rows, g.out_cols]
+        layout = [
+            g.rows,
+            g.cols,
+            g.slices,
+            g.cols_per_weight,
+            g.groups,
+            g.in_rows,
+            g.out_cols,
+            g.row_block,
+        ]
         self.register_buffer("layout", torch.tensor(layout, dtype=torch.int64, device=dev))
         self._state_keys: tuple[str, ...] = ()
         self._calib: Optional[str] = None  # None | "dac" | "adc" while aimc.calibrate runs
@@ -169,7 +178,7 @@ class AnalogLayerBase(nn.Module):
     def _normalized_tiles(self, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(v, sign, scale)``: sliced device values, weight sign and scales of ``weight``."""
         g, m = self.geometry, self.config.mapping
-        wt = AF.to_tile_layout(self.weight_matrix(weight), g.rows)
+        wt = AF.to_tile_layout(self.weight_matrix(weight), g.row_block)
         scale = AF.weight_scales(wt, m.weight_scaling, g.weights_per_col_tile)
         wn = wt / scale
         v, _ = AF.slice_weights(wn, m.encoding, m.weight_bits, m.slices)
@@ -321,7 +330,7 @@ class AnalogLayerBase(nn.Module):
         adc, g = self.config.adc, self.geometry
         if adc.range_mode == "max":
             per_row = 1.0 if self._differential else 1.0 + self._g_offset
-            rows = min(g.rows, g.in_rows)
+            rows = g.row_block
             fs = torch.full_like(self.adc_range, adc.range_fraction * rows * per_row)
         else:
             if self._calib == "adc" or float(self.adc_range.min()) <= 0:
@@ -524,7 +533,16 @@ class AnalogLayerBase(nn.Module):
     ):
         lay = state_dict.get(prefix + "layout")
         if lay is not None and not torch.equal(lay.cpu(), self.layout.cpu()):
-            names = ["rows", "cols", "slices", "cols_per_weight", "groups", "in_rows", "out_cols"]
+            names = [
+                "rows",
+                "cols",
+                "slices",
+                "cols_per_weight",
+                "groups",
+                "in_rows",
+                "out_cols",
+                "row_block",
+            ]
             got = dict(zip(names, lay.tolist()))
             want = dict(zip(names, self.layout.tolist()))
             raise ValueError(

@@ -38,9 +38,14 @@ class _AnalogConvNd(AnalogLayerBase):
     def _init_conv(self, config: Optional[AnalogConfig]) -> None:
         cfg = self._resolve_config(config)
         kernel = tuple(self.kernel_size)
-        k_rows = self.in_channels // self.groups
+        cin_g = self.in_channels // self.groups
+        kk = 1
         for k in kernel:
-            k_rows *= k
+            kk *= k
+        k_rows = cin_g * kk
+        row_block = min(cfg.tile.rows, k_rows)
+        if cfg.mapping.conv_alignment == "channel" and kk <= cfg.tile.rows:
+            row_block = min(cin_g, cfg.tile.rows // kk) * kk  # whole channels per row tile
         geometry = TileGeometry(
             groups=self.groups,
             in_rows=k_rows,
@@ -50,6 +55,7 @@ class _AnalogConvNd(AnalogLayerBase):
             slices=cfg.mapping.slices,
             cols_per_weight=cfg.mapping.cols_per_weight,
             cycles=cfg.dac.cycles,
+            row_block=row_block,
         )
         self._init_analog(cfg, geometry)
         self.program()
@@ -112,15 +118,15 @@ class _AnalogConvNd(AnalogLayerBase):
         stride, dil = self._two(self.stride), self._two(self.dilation)
         n_rt, cin_g = g.n_row_tiles, self.in_channels // self.groups
         diff = self._differential
-        if n_rt == 1 or g.rows % (kh * kw) == 0:
-            cpt = cin_g if n_rt == 1 else g.rows // (kh * kw)
+        if g.row_block % (kh * kw) == 0:  # whole channels per tile: one grouped conv
+            cpt = g.row_block // (kh * kw)
             pb, _, h, wd = x2.shape
             xg = x2.reshape(pb, g.groups, cin_g, h, wd)
             if n_rt * cpt != cin_g:
                 xg = F.pad(xg, (0, 0, 0, 0, 0, n_rt * cpt - cin_g))
             xg = xg.reshape(pb, g.groups * n_rt * cpt, h, wd)
             s = w.shape[0]
-            wc = w[..., : cpt * kh * kw, :].reshape(s, g.groups, n_rt, cpt, kh, kw, g.out_cols)
+            wc = w.reshape(s, g.groups, n_rt, cpt, kh, kw, g.out_cols)
             wc = wc.permute(1, 2, 0, 6, 3, 4, 5).reshape(-1, cpt, kh, kw)
             out = F.conv2d(xg, wc, None, stride, pad2, dil, g.groups * n_rt)
             ho, wo = out.shape[-2:]

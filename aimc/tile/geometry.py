@@ -17,6 +17,11 @@ class TileGeometry:
     Each group takes ``n_row_tiles × n_col_tiles`` tiles of ``rows × cols`` devices; a weight
     column takes ``cols_per_weight`` device columns (2 per slice for differential pairs).
 
+    Row tiles hold ``row_block`` consecutive rows each (the last may hold fewer): ``rows`` for a
+    dense mapping, fewer when a conv keeps whole input channels in a tile (``row_block`` a
+    multiple of ``kh * kw``), or ``in_rows`` when one tile holds them all (no wasted compute on
+    empty rows).
+
     Attributes:
         groups: independent weight matrices (conv ``groups``; 1 for linear layers).
         in_rows: word lines one group needs.
@@ -26,6 +31,7 @@ class TileGeometry:
         slices: devices a weight is bit-sliced over.
         cols_per_weight: device columns per weight column.
         cycles: input cycles per MVM (bit-serial DACs stream one bit per cycle).
+        row_block: rows used per row tile (0: ``min(rows, in_rows)``).
     """
 
     groups: int
@@ -36,11 +42,20 @@ class TileGeometry:
     slices: int
     cols_per_weight: int
     cycles: int = 1
+    row_block: int = 0
+
+    def __post_init__(self) -> None:
+        if self.row_block == 0:
+            object.__setattr__(self, "row_block", min(self.rows, self.in_rows))
+        if not 1 <= self.row_block <= self.rows:
+            raise ValueError(
+                f"TileGeometry.row_block must be in 1..rows={self.rows}, got {self.row_block}"
+            )
 
     @property
     def n_row_tiles(self) -> int:
-        """Row tiles per group: ``ceil(in_rows / rows)``."""
-        return math.ceil(self.in_rows / self.rows)
+        """Row tiles per group: ``ceil(in_rows / row_block)``."""
+        return math.ceil(self.in_rows / self.row_block)
 
     @property
     def weights_per_col_tile(self) -> int:

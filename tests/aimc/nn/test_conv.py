@@ -41,29 +41,38 @@ def test_string_padding(padding):
     torch.testing.assert_close(layer(x), conv(x))
 
 
-@pytest.mark.parametrize("rows", [9, 18, 10])  # 9, 18: channel-aligned grouped conv; 10: unfold
-def test_quantized_paths_agree(rows):
-    """The grouped-conv (no unfold) and unfold paths compute the same quantized result."""
+@pytest.mark.parametrize(
+    "rows, alignment, lin_rows",
+    [
+        (9, "channel", 9),
+        (18, "channel", 18),
+        (10, "channel", 9),
+        (20, "channel", 18),
+        (10, "dense", 10),
+        (16, "dense", 16),
+    ],
+)
+def test_quantized_paths_agree(rows, alignment, lin_rows):
+    """Both conv paths (grouped conv when whole channels fill a tile, else unfold) equal the
+    same tiles run as an explicit unfold + AnalogLinear, ADC quantization included."""
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 5, 3, padding=1)
     x = torch.randn(2, 4, 6, 6)
-    cfg = aimc.AnalogConfig(
-        device="ideal",
-        tile=aimc.TileConfig(rows, 16),
-        dac=aimc.DACConfig(bits=6),
-        adc=aimc.ADCConfig(bits=6, range_mode="max", range_fraction=0.25),
-    )
-    layer = AnalogConv2d.from_digital(conv, cfg).eval()
+
+    def cfg(r, align):
+        return aimc.AnalogConfig(
+            device="ideal",
+            tile=aimc.TileConfig(r, 16),
+            dac=aimc.DACConfig(bits=6),
+            adc=aimc.ADCConfig(bits=6, range_mode="max", range_fraction=0.25),
+            mapping=aimc.MappingConfig(conv_alignment=align),
+        )
+
+    layer = AnalogConv2d.from_digital(conv, cfg(rows, alignment)).eval()
+    assert layer.geometry.row_block == lin_rows
     layer.dac_range.fill_(3.0)
     y = layer(x)
-    # the same tiles as an explicit unfold + AnalogLinear on the rows
-    lin_cfg = aimc.AnalogConfig(
-        device="ideal",
-        tile=aimc.TileConfig(rows, 16),
-        dac=aimc.DACConfig(bits=6),
-        adc=aimc.ADCConfig(bits=6, range_mode="max", range_fraction=0.25),
-    )
-    lin = aimc.AnalogLinear(36, 5, config=lin_cfg).eval()
+    lin = aimc.AnalogLinear(36, 5, config=cfg(lin_rows, "dense")).eval()
     with torch.no_grad():
         lin.weight.copy_(conv.weight.reshape(5, 36))
         lin.bias.copy_(conv.bias)
@@ -71,6 +80,15 @@ def test_quantized_paths_agree(rows):
     cols = nn.functional.unfold(x, 3, padding=1).transpose(1, 2)  # [B, L, 36]
     y_lin = lin(cols).transpose(1, 2).reshape(2, 5, 6, 6)
     torch.testing.assert_close(y, y_lin)
+
+
+def test_channel_aligned_tiles():
+    conv = nn.Conv2d(64, 8, 3)
+    layer = AnalogConv2d.from_digital(conv, aimc.AnalogConfig(tile=aimc.TileConfig(256, 256)))
+    g = layer.geometry
+    assert (g.row_block, g.n_row_tiles) == (28 * 9, 3)  # 28 whole channels per 256-row tile
+    dense = aimc.AnalogConfig(mapping=aimc.MappingConfig(conv_alignment="dense"))
+    assert AnalogConv2d.from_digital(conv, dense).geometry.row_block == 256
 
 
 def test_depthwise_groups_take_their_own_tiles():

@@ -102,8 +102,10 @@ def test_error_falls_as_bits_rise():
     errs = []
     for bits in (3, 5, 7, 9):
         cfg = aimc.AnalogConfig(
-            device="ideal", tile=aimc.TileConfig(32, 64),
-            dac=aimc.DACConfig(bits=bits), adc=aimc.ADCConfig(bits=bits),
+            device="ideal",
+            tile=aimc.TileConfig(32, 64),
+            dac=aimc.DACConfig(bits=bits),
+            adc=aimc.ADCConfig(bits=bits),
         )
         layer = AnalogLinear.from_digital(lin, cfg).eval()
         errs.append(float((layer(x) - lin(x)).pow(2).mean()))
@@ -116,7 +118,9 @@ def test_adc_depends_on_tile_rows_but_no_adc_is_tiling_invariant():
     outs = {}
     for rows in (8, 64):
         cfg = aimc.AnalogConfig(
-            device="ideal", tile=aimc.TileConfig(rows, 64), dac=aimc.DACConfig(bits=None),
+            device="ideal",
+            tile=aimc.TileConfig(rows, 64),
+            dac=aimc.DACConfig(bits=None),
             adc=aimc.ADCConfig(bits=4),
         )
         outs[rows] = AnalogLinear.from_digital(lin, cfg).eval()(x)
@@ -211,7 +215,8 @@ def test_train_forward_is_plain_digital_by_default():
 def test_hardware_aware_train_forward_has_gradients():
     lin = _digital()
     cfg = aimc.AnalogConfig(
-        device="ideal", training=aimc.TrainingConfig(hardware_aware=True),
+        device="ideal",
+        training=aimc.TrainingConfig(hardware_aware=True),
         mapping=aimc.MappingConfig(weight_bits=8, slices=2),
     )
     layer = AnalogLinear.from_digital(lin, cfg).train()
@@ -280,7 +285,7 @@ def test_repr_and_geometry():
     layer = AnalogLinear(1000, 300, config=aimc.AnalogConfig(tile=aimc.TileConfig(256, 256)))
     g = layer.geometry
     assert (g.n_row_tiles, g.n_col_tiles) == (4, math.ceil(300 / 128))
-    assert "tiles=4x3" in repr(layer) and "device=ideal" in repr(layer)
+    assert "tiles=4x3" in repr(layer) and "device=pcm" in repr(layer)
     assert 0 < g.utilization <= 1
 
 
