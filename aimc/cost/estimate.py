@@ -19,16 +19,14 @@ I/O: the network's input and output, and the inputs of layers that start on anot
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
+from aimc.cost.activity import Entry, Recorder, eval_mode, first_tensor, tensors
 from aimc.cost.counts import (
     COMPONENTS,
     Counts,
@@ -37,231 +35,10 @@ from aimc.cost.counts import (
     energy_pj,
     mvm_time_ns,
 )
-from aimc.cost.mapper import MappingReport, iter_analog_layers, map_model
+from aimc.cost.mapper import MappingReport, map_model
 from aimc.cost.technology import Technology, resolve_technology
 
 __all__ = ["LayerCost", "CostTotal", "DigitalBaseline", "CostReport", "estimate_cost"]
-
-# -------------------------------------------------------------------- digital op classification
-_FREE = (nn.Identity, nn.Flatten, nn.Unflatten, nn.modules.dropout._DropoutNd)
-_ACTIVATIONS = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softmax,
-    nn.LogSoftmax, nn.Softplus, nn.Softsign, nn.Tanhshrink,
-)  # fmt: skip
-_POOLS = (
-    nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
-    nn.modules.pooling._LPPoolNd,
-)  # fmt: skip
-_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-
-_ARITH_FN = {
-    "add", "sub", "mul", "div", "truediv", "true_divide", "addcmul", "addcdiv", "neg", "abs",
-    "pow", "sqrt", "exp", "log", "clamp", "clip", "maximum", "minimum", "where", "square",
-}  # fmt: skip
-_ACT_FN = {
-    "relu", "relu6", "gelu", "sigmoid", "tanh", "silu", "softmax", "log_softmax", "leaky_relu",
-    "hardtanh", "elu", "selu", "celu", "hardswish", "hardsigmoid", "mish", "softplus",
-}  # fmt: skip
-_REDUCE_FN = {
-    "mean", "sum", "amax", "amin", "logsumexp", "max_pool1d", "max_pool2d", "max_pool3d",
-    "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "lp_pool2d",
-    "max_pool2d_with_indices",
-}  # fmt: skip
-_NORM_FN = {"batch_norm", "layer_norm", "group_norm", "instance_norm", "normalize"}
-_MAC_FN = {"linear", "matmul", "mm", "bmm", "conv1d", "conv2d", "conv3d"}
-
-
-def _tensors(obj: Any) -> Iterator[Tensor]:
-    if isinstance(obj, Tensor):
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from _tensors(item)
-    elif isinstance(obj, dict):
-        for item in obj.values():
-            yield from _tensors(item)
-
-
-def _first(obj: Any) -> Optional[Tensor]:
-    return next(_tensors(obj), None)
-
-
-def _numel(obj: Any) -> int:
-    t = _first(obj)
-    return int(t.numel()) if t is not None else 0
-
-
-def _op_name(func: Any) -> str:
-    name = getattr(func, "__name__", "").strip("_")
-    if name[:1] in ("i", "r") and name[1:] in _ARITH_FN:  # __iadd__, __radd__, ...
-        name = name[1:]
-    return name
-
-
-def _op_counts(name: str, args: tuple, out: Any) -> Optional[Counts]:
-    """Counts of one functional tensor op, or ``None`` for ops that cost nothing (views...)."""
-    n_out = _numel(out)
-    if name in _ARITH_FN:
-        return Counts(digital_ops=n_out)
-    if name in _ACT_FN:
-        return Counts(activations=n_out)
-    if name in _REDUCE_FN:
-        return Counts(digital_ops=_numel(args))
-    if name in _NORM_FN:
-        return Counts(digital_ops=2 * n_out)
-    if name in _MAC_FN:
-        tensors = list(_tensors(args))
-        if len(tensors) < 2:
-            return None
-        a, w = tensors[0], tensors[1]
-        if name == "linear":
-            k = w.shape[-1]
-        elif name.startswith("conv"):
-            k = w[0].numel()
-        else:
-            k = a.shape[-1]
-        macs = n_out * int(k)
-        return Counts(macs=macs, digital_ops=macs)
-    return None
-
-
-def _module_counts(module: nn.Module, args: tuple, out: Any) -> Optional[Counts]:
-    """Counts of one call of a digital leaf module, or ``None`` when it costs nothing."""
-    n_out = _numel(out)
-    if isinstance(module, _FREE):
-        return None
-    if isinstance(module, _ACTIVATIONS):
-        return Counts(activations=n_out)
-    if isinstance(module, _POOLS):
-        return Counts(digital_ops=_numel(args))
-    if isinstance(module, _NORMS):
-        return Counts(digital_ops=2 * n_out)
-    if isinstance(module, nn.Linear):
-        macs = n_out * module.in_features
-        return Counts(macs=macs, digital_ops=macs)
-    if isinstance(module, nn.modules.conv._ConvNd):
-        macs = n_out * (module.in_channels // module.groups) * math.prod(module.kernel_size)
-        return Counts(macs=macs, digital_ops=macs)
-    return Counts(digital_ops=n_out)
-
-
-# -------------------------------------------------------------------- the recorder
-@dataclass
-class _Entry:
-    name: str
-    kind: str  # "analog" | "digital"
-    module: str
-    order: int
-    counts: Counts = field(default_factory=Counts)
-    layer: Optional[nn.Module] = None
-    mvms_per_group: int = 0
-    crossbar_fj: float = 0.0
-    input_numel: int = 0
-    calls: int = 0
-
-
-class _Recorder(TorchFunctionMode):
-    """Forward hooks + a torch function mode that count what one forward does."""
-
-    def __init__(self, model: nn.Module, tech: Technology) -> None:
-        super().__init__()
-        self.tech = tech
-        self.entries: dict[str, _Entry] = {}
-        self.scope: list[str] = []
-        self.opaque = 0
-        self.active = False
-        self.handles: list[Any] = []
-        self.analog = dict(iter_analog_layers(model))
-        self.g_sums: dict[str, Tensor] = {}
-        inside = tuple(n + "." for n in self.analog if n)
-        for name, module in model.named_modules():
-            if name not in self.analog and (
-                "" in self.analog or any(name.startswith(p) for p in inside)
-            ):
-                continue  # part of an analog layer
-            opaque = name in self.analog or not any(True for _ in module.children())
-            self.handles.append(module.register_forward_pre_hook(self._pre(name, opaque)))
-            self.handles.append(module.register_forward_hook(self._post(name, module, opaque)))
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-    def _entry(self, name: str, kind: str, module: str) -> _Entry:
-        if name not in self.entries:
-            self.entries[name] = _Entry(name, kind, module, order=len(self.entries))
-        return self.entries[name]
-
-    def _pre(self, name: str, opaque: bool):
-        def hook(module: nn.Module, args: tuple) -> None:
-            self.scope.append(name)
-            if opaque:
-                self.opaque += 1
-
-        return hook
-
-    def _post(self, name: str, module: nn.Module, opaque: bool):
-        def hook(mod: nn.Module, args: tuple, out: Any) -> None:
-            try:
-                if self.active and self.opaque == 1 and opaque:
-                    if name in self.analog:
-                        self._record_analog(name, mod, args)
-                    else:
-                        counts = _module_counts(mod, args, out)
-                        if counts is not None:
-                            e = self._entry(name, "digital", type(mod).__name__)
-                            e.counts = e.counts + counts
-                            e.calls += 1
-            finally:
-                self.scope.pop()
-                if opaque:
-                    self.opaque -= 1
-
-        return hook
-
-    def _record_analog(self, name: str, layer: nn.Module, args: tuple) -> None:
-        x = _first(args)
-        if x is None:
-            return
-        e = self._entry(name, "analog", type(layer).__name__)
-        e.layer = layer
-        e.calls += 1
-        e.mvms_per_group += int(layer.mvm_count(x))
-        e.input_numel += int(x.numel())
-        if name not in self.g_sums:
-            self.g_sums[name] = layer.row_conductance_sums().double()
-        activity = layer.row_activity(x).double()
-        pulses = layer.geometry.cycles if layer.config.dac.bit_serial else 1
-        t = self.tech
-        e.crossbar_fj += (
-            float((activity * self.g_sums[name]).sum()) * t.v_read_v**2 * t.t_read_ns * pulses
-        )
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if self.active and self.opaque == 0:
-            op = _op_name(func)
-            counts = _op_counts(op, args, out) if op else None
-            if counts is not None:
-                scope = self.scope[-1] if self.scope else ""
-                e = self._entry(f"{scope}:{op}" if scope else op, "digital", op)
-                e.counts = e.counts + counts
-                e.calls += 1
-        return out
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 # -------------------------------------------------------------------- reports
@@ -501,7 +278,7 @@ def estimate_cost(
     if not isinstance(model, nn.Module):
         raise TypeError(f"estimate_cost needs an nn.Module, got {type(model).__name__}")
     args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
-    if _first(args) is None:
+    if first_tensor(args) is None:
         raise TypeError(
             f"estimate_cost: example_input must be a tensor (or a tuple of them), got "
             f"{type(example_input).__name__}"
@@ -509,14 +286,14 @@ def estimate_cost(
     tech = resolve_technology(technology)
     mapping = map_model(model, tech)  # raises when there are no analog layers
 
-    recorder = _Recorder(model, tech)
+    recorder = Recorder(model, tech)
     try:
-        with _eval_mode(model), torch.no_grad(), recorder:
+        with eval_mode(model), torch.no_grad(), recorder:
             recorder.active = True
             try:
                 out = model(*args)
             except (RuntimeError, ValueError, IndexError) as err:
-                shapes = [tuple(t.shape) for t in _tensors(args)]
+                shapes = [tuple(t.shape) for t in tensors(args)]
                 raise ValueError(
                     f"estimate_cost: {type(model).__name__} cannot run on example_input of "
                     f"shape {shapes[0] if len(shapes) == 1 else shapes}: {err}. Pass an input "
@@ -533,14 +310,14 @@ def _build_report(
     model: nn.Module,
     args: tuple,
     out: Any,
-    rec: _Recorder,
+    rec: Recorder,
     tech: Technology,
     mapping: MappingReport,
 ) -> CostReport:
     entries = sorted(rec.entries.values(), key=lambda e: e.order)
     for name, layer in rec.analog.items():  # analog layers the forward never reached
         if name not in rec.entries:
-            entries.append(_Entry(name, "analog", type(layer).__name__, len(entries), layer=layer))
+            entries.append(Entry(name, "analog", type(layer).__name__, len(entries), layer=layer))
     placed = {x.name: x for x in mapping.layers}
     clusters = mapping.clusters or 1
     word = tech.word_bits
@@ -571,8 +348,8 @@ def _build_report(
         row["counts"] = counts
         rows.append(row)
 
-    in_bits = sum(int(t.numel()) for t in _tensors(args)) * word
-    out_bits = sum(int(t.numel()) for t in _tensors(out)) * word
+    in_bits = sum(int(t.numel()) for t in tensors(args)) * word
+    out_bits = sum(int(t.numel()) for t in tensors(out)) * word
     ran = [r for r in rows if r["entry"].calls]
     ran[0]["counts"] = ran[0]["counts"].replace(io_bits=ran[0]["counts"].io_bits + in_bits)
     ran[-1]["counts"] = ran[-1]["counts"].replace(io_bits=ran[-1]["counts"].io_bits + out_bits)
@@ -618,7 +395,7 @@ def _build_report(
 
 
 def _total(
-    layers: list[LayerCost], args: tuple, tech: Technology, mapping: MappingReport, rec: _Recorder
+    layers: list[LayerCost], args: tuple, tech: Technology, mapping: MappingReport, rec: Recorder
 ) -> CostTotal:
     counts = Counts()
     for x in layers:
@@ -630,7 +407,7 @@ def _total(
     area = (mapping.clusters or 1) * sum(cluster_area_mm2(first_cfg, tech).values())
     area += (mapping.n_chips or 1) * tech.io_area_mm2
     ops = sum(x.ops for x in layers)
-    x0 = _first(args)
+    x0 = first_tensor(args)
     batch = int(x0.shape[0]) if x0 is not None and x0.dim() > 1 else 1
     tops = ops / latency * 1e-12 if latency > 0 else 0.0
     p_tops = ops / interval * 1e-12 if interval > 0 else 0.0
@@ -658,7 +435,7 @@ def _total(
 
 
 def _digital_baseline(
-    layers: list[LayerCost], rec: _Recorder, tech: Technology, total: CostTotal
+    layers: list[LayerCost], rec: Recorder, tech: Technology, total: CostTotal
 ) -> DigitalBaseline:
     logic = tech.node_nm / 45.0
     sram = math.sqrt(tech.node_nm / 45.0)
