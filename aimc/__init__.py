@@ -6,7 +6,7 @@ analog layers on tiled crossbars) and the cost estimate.
 
 from __future__ import annotations
 
-from aimc import functional
+from aimc import cost, functional, presets
 from aimc.config import (
     ADCConfig,
     AnalogConfig,
@@ -22,6 +22,19 @@ from aimc.convert import (
     convert_to_analog,
     drift,
     program,
+)
+from aimc.cost import (
+    CostReport,
+    MappingReport,
+    PeakReport,
+    Technology,
+    estimate_cost,
+    get_technology,
+    list_technologies,
+    load_technology,
+    map_model,
+    peak_performance,
+    technology_names,
 )
 from aimc.mappings import DEFAULT_ANALOG_MODULE_MAPPING, get_default_analog_module_mapping
 from aimc.nn import AnalogConv1d, AnalogConv2d, AnalogLinear
@@ -47,4 +60,17 @@ __all__ = [
     "DEFAULT_ANALOG_MODULE_MAPPING",
     "get_default_analog_module_mapping",
     "functional",
+    "cost",
+    "presets",
+    "estimate_cost",
+    "map_model",
+    "peak_performance",
+    "Technology",
+    "get_technology",
+    "technology_names",
+    "list_technologies",
+    "load_technology",
+    "CostReport",
+    "MappingReport",
+    "PeakReport",
 ]

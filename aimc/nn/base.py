@@ -8,6 +8,8 @@ their weight becomes a ``[groups, rows, cols]`` matrix (``weight_matrix``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import zlib
@@ -27,6 +29,18 @@ __all__ = ["AnalogLayerBase", "mix_seed"]
 log = logging.getLogger(__name__)
 
 _N_RNG_CHUNKS = 4  # fixed, so results never depend on the thread count
+_DEFER_PROGRAM = contextvars.ContextVar("aimc_defer_program", default=False)
+
+
+@contextlib.contextmanager
+def deferred_programming():
+    """Construct analog layers without programming them (``from_digital`` programs once the
+    real weights are in)."""
+    token = _DEFER_PROGRAM.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_PROGRAM.reset(token)
 _N_REF = 32  # reference vectors of the drift-compensation read
 
 
@@ -97,6 +111,8 @@ class AnalogLayerBase(nn.Module):
         self._programmed_at: Any = None
         self._cache: dict[str, Any] = {}
         self._gens: dict[str, Any] = {}
+        if not _DEFER_PROGRAM.get():
+            self.program()
         init_training_state(self)  # e.g. the learned DAC range gain
 
     # ------------------------------------------------------------------ abstract parts

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from aimc import functional as AF
 from aimc.config import AnalogConfig
-from aimc.nn.base import AnalogLayerBase
+from aimc.nn.base import AnalogLayerBase, deferred_programming
 from aimc.tile.geometry import TileGeometry
 
 __all__ = ["AnalogConv1d", "AnalogConv2d"]
@@ -58,7 +58,6 @@ class _AnalogConvNd(AnalogLayerBase):
             row_block=row_block,
         )
         self._init_analog(cfg, geometry)
-        self.program()
 
     # 2-d views of the conv hyper-parameters
     def _two(self, v, fill: int = 1) -> tuple[int, int]:
@@ -228,20 +227,21 @@ class _AnalogConvNd(AnalogLayerBase):
                 f"got {type(module).__name__}"
             )
         w = module.weight
-        layer = cls(
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            module.stride,
-            module.padding,
-            module.dilation,
-            module.groups,
-            module.bias is not None,
-            module.padding_mode,
-            config,
-            device=w.device,
-            dtype=w.dtype,
-        )
+        with deferred_programming():
+            layer = cls(
+                module.in_channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.groups,
+                module.bias is not None,
+                module.padding_mode,
+                config,
+                device=w.device,
+                dtype=w.dtype,
+            )
         with torch.no_grad():
             layer.weight.copy_(w)
             if module.bias is not None:

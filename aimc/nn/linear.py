@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from aimc import functional as AF
 from aimc.config import AnalogConfig
-from aimc.nn.base import AnalogLayerBase
+from aimc.nn.base import AnalogLayerBase, deferred_programming
 from aimc.tile.geometry import TileGeometry
 
 __all__ = ["AnalogLinear"]
@@ -71,7 +71,6 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
             cycles=cfg.dac.cycles,
         )
         self._init_analog(cfg, geometry)
-        self.program()
 
     # -- conversion
     @classmethod
@@ -82,14 +81,15 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         if not isinstance(module, nn.Linear):
             raise TypeError(f"from_digital expects an nn.Linear, got {type(module).__name__}")
         w = module.weight
-        layer = cls(
-            module.in_features,
-            module.out_features,
-            module.bias is not None,
-            config,
-            device=w.device,
-            dtype=w.dtype,
-        )
+        with deferred_programming():
+            layer = cls(
+                module.in_features,
+                module.out_features,
+                module.bias is not None,
+                config,
+                device=w.device,
+                dtype=w.dtype,
+            )
         with torch.no_grad():
             layer.weight.copy_(w)
             if module.bias is not None:
