@@ -1,0 +1,340 @@
+"""From a composed Hydra config to typed objects, checked before any work starts.
+
+:func:`build` is the only place where a ``DictConfig`` meets the library: each group becomes a
+real object (``device`` -> a ``device_models.DeviceModel``, ``tile``/``dac``/``adc``/``mapping``
+-> the ``aimc`` config dataclasses, combined into an ``aimc.AnalogConfig``; ``dataset``, ``train``,
+``eval``, ``logger``, ``paths`` -> the dataclasses below). Every validation error is re-raised as
+a :class:`ConfigError` whose message starts with the offending key (``adc.bits=-1: ...``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import aimc
+from experiments.datasets import DatasetSpec
+
+__all__ = [
+    "ConfigError",
+    "TrainSettings",
+    "EvalSettings",
+    "LoggerSettings",
+    "PathSettings",
+    "Experiment",
+    "build",
+    "digital_cache_key",
+]
+
+_OPTIMIZERS = ("adam", "sgd")
+# fields of `train` that change the digital model (the cache key); the rest only fine-tune.
+_DIGITAL_TRAIN_FIELDS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "weight_decay")
+_CACHE_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A config value that cannot run; the message starts with the key (``adc.bits=-1: ...``)."""
+
+
+def _fail(key: str, message: str) -> None:
+    raise ConfigError(f"{key}: {message}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class TrainSettings:
+    """``conf/train``: digital training, checkpoint loading and hardware-aware fine-tuning."""
+
+    epochs: int = 30
+    lr: float = 0.002
+    batch_size: int = 64
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    checkpoint: Optional[str] = None
+    cache: bool = True
+    hardware_aware: bool = False
+    finetune_epochs: int = 3
+    finetune_lr: float = 0.0005
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "finetune_epochs"):
+            value = getattr(self, key)
+            if not _is_int(value) or value < 0:
+                _fail(f"train.{key}", f"must be an int >= 0, got {value!r}")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            _fail("train.batch_size", f"must be an int >= 1, got {self.batch_size!r}")
+        for key in ("lr", "finetune_lr"):
+            value = getattr(self, key)
+            if not _is_number(value) or value <= 0:
+                _fail(f"train.{key}", f"must be a number > 0, got {value!r}")
+        for key in ("momentum", "weight_decay"):
+            value = getattr(self, key)
+            if not _is_number(value) or value < 0:
+                _fail(f"train.{key}", f"must be a number >= 0, got {value!r}")
+        if self.optimizer not in _OPTIMIZERS:
+            _fail("train.optimizer", f"must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        for key in ("hardware_aware", "cache"):
+            if not isinstance(getattr(self, key), bool):
+                _fail(f"train.{key}", f"must be true or false, got {getattr(self, key)!r}")
+        if self.checkpoint is not None and not os.path.isfile(str(self.checkpoint)):
+            _fail("train.checkpoint", f"no such file: {os.path.abspath(str(self.checkpoint))}")
+
+
+@dataclass
+class EvalSettings:
+    """``conf/eval``: drift times (s), device draws and evaluation batches."""
+
+    times: list[float] = field(default_factory=lambda: [1.0, 3600.0, 86400.0, 31536000.0])
+    repeats: int = 5
+    batch_size: int = 256
+    calibration_batches: int = 4
+    max_samples: Optional[int] = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        times = list(self.times) if isinstance(self.times, (list, tuple)) else None
+        if not times or not all(_is_number(t) and t >= 0 for t in times):
+            _fail("eval.times", f"must be a non-empty list of seconds >= 0, got {self.times!r}")
+        self.times = [float(t) for t in times]
+        for key in ("repeats", "batch_size", "calibration_batches"):
+            value = getattr(self, key)
+            if not _is_int(value) or value < 1:
+                _fail(f"eval.{key}", f"must be an int >= 1, got {value!r}")
+        if self.max_samples is not None and (not _is_int(self.max_samples) or self.max_samples < 1):
+            _fail("eval.max_samples", f"must be an int >= 1 or null, got {self.max_samples!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            _fail("eval.seed", f"must be an int >= 0, got {self.seed!r}")
+
+
+@dataclass
+class LoggerSettings:
+    """``conf/logger``: what goes to TensorBoard."""
+
+    tensorboard: bool = True
+    histograms: bool = True
+    figures: bool = True
+    flush_secs: int = 30
+
+
+@dataclass
+class PathSettings:
+    """``conf/paths``: folders (made absolute against the launch folder)."""
+
+    root_dir: str = "."
+    data_dir: str = "data"
+    log_dir: str = "outputs"
+    cache_dir: str = "outputs/cache"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, os.path.abspath(str(getattr(self, f.name))))
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs, as typed objects (no ``DictConfig``)."""
+
+    dataset: DatasetSpec
+    model_factory: Callable[..., Any]
+    model_kwargs: dict[str, Any]
+    analog: aimc.AnalogConfig
+    technology: Any
+    train: TrainSettings
+    eval: EvalSettings
+    logger: LoggerSettings
+    paths: PathSettings
+    seed: int = 0
+    threads: Optional[int] = None
+    config: dict[str, Any] = field(default_factory=dict)
+    """The resolved config as plain containers (written to results.json)."""
+    choices: dict[str, str] = field(default_factory=dict)
+    """The option picked in each config group (``{"device": "pcm", ...}``)."""
+    overrides: list[str] = field(default_factory=list)
+    """The command-line overrides of this run (``["adc.bits=4"]``)."""
+
+    @property
+    def cache_key(self) -> str:
+        """Hash of the fields that determine the trained digital model."""
+        return digital_cache_key(self.config)
+
+
+def digital_cache_key(config: dict[str, Any]) -> str:
+    """A short hash of the dataset, model, digital training fields and seed of ``config``.
+
+    Runs that differ only in hardware fields (device, tile, DAC, ADC, mapping, technology, eval,
+    hardware-aware fine-tuning) share the key, hence the cached digital checkpoint.
+    """
+    dataset = {k: v for k, v in config["dataset"].items() if k not in ("root", "download")}
+    train = {k: config["train"].get(k) for k in _DIGITAL_TRAIN_FIELDS}
+    payload = {
+        "version": _CACHE_VERSION,
+        "dataset": dataset,
+        "model": config["model"],
+        "train": train,
+        "seed": config.get("seed"),
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- building ----------------------------------------------------------------------------------
+_FIELD_IN_MESSAGE = re.compile(r"\b[A-Za-z_]\w*\.(\w+)\b|keyword argument '(\w+)'")
+
+
+def _explain(key: str, node: Any, err: BaseException) -> str:
+    """``<key>.<field>=<value>: <error>`` when the error names a field of ``node``."""
+    text = str(err)
+    fields = set(node.keys()) if isinstance(node, DictConfig) else set()
+    for match in _FIELD_IN_MESSAGE.finditer(text):
+        name = match.group(1) or match.group(2)
+        if name in fields:
+            value = OmegaConf.to_container(node, resolve=True).get(name)
+            return f"{key}.{name}={value!r}: {text}"
+        if match.group(2):
+            return f"{key}.{name}: unknown field ({text})"
+    return f"{key}: {text}"
+
+
+def _instantiate(cfg: DictConfig, key: str) -> Any:
+    node = cfg[key]
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__ if err.__cause__ is not None else err
+        if "Error locating target" in str(err) or cause is err:
+            raise ConfigError(f"{key}._target_={node.get('_target_')!r}: {err}") from None
+        raise ConfigError(_explain(key, node, cause)) from None
+
+
+def _settings(cls: type, cfg: DictConfig, key: str) -> Any:
+    values = OmegaConf.to_container(cfg[key], resolve=True)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: unknown field; {key} has {sorted(names)}")
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(_explain(key, cfg[key], err)) from None
+
+
+def _model(cfg: DictConfig) -> tuple[Callable[..., Any], dict[str, Any]]:
+    values = OmegaConf.to_container(cfg.model, resolve=True)
+    target = values.pop("_target_", None)
+    if not target:
+        raise ConfigError("model._target_: missing; name a class or function building the model")
+    try:
+        factory = get_object(target)
+    except Exception as err:
+        raise ConfigError(f"model._target_={target!r}: cannot import it ({err})") from None
+    if not callable(factory):
+        raise ConfigError(f"model._target_={target!r}: is not callable")
+    return factory, values
+
+
+def _analog(cfg: DictConfig) -> aimc.AnalogConfig:
+    parts = {key: _instantiate(cfg, key) for key in ("device", "tile", "dac", "adc", "mapping")}
+    analog = OmegaConf.to_container(cfg.get("analog", {}), resolve=True)
+    try:
+        return aimc.AnalogConfig(
+            **parts,
+            training=aimc.TrainingConfig(hardware_aware=False),
+            seed=int(cfg.seed),
+            **analog,
+        )
+    except TypeError as err:
+        raise ConfigError(f"analog: {err}") from None
+    except ValueError as err:  # cross-field checks (tile.cols vs mapping), named by the class
+        text = str(err)
+        for key, cls in (("tile", "TileConfig"), ("mapping", "MappingConfig")):
+            if text.startswith(cls):
+                raise ConfigError(_explain(key, cfg[key], err)) from None
+        raise ConfigError(f"analog: {text}") from None
+
+
+def _technology(cfg: DictConfig) -> Any:
+    """The technology name, or a ``Technology`` when the node overrides some of its fields."""
+    node = cfg.technology
+    if "_target_" in node:
+        return _instantiate(cfg, "technology")
+    values = OmegaConf.to_container(node, resolve=True)
+    name = values.pop("name", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"technology.name: must be a technology name, got {name!r}")
+    try:
+        from aimc.cost import get_technology, technology_names
+    except ImportError:  # no cost model: the name is checked when the cost is estimated
+        return name
+    known = technology_names()
+    if name not in known:
+        raise ConfigError(f"technology.name={name!r}: unknown technology; known: {sorted(known)}")
+    if not values:
+        return name
+    try:
+        return get_technology(name, **values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(_explain("technology", node, err)) from None
+
+
+def build(
+    cfg: DictConfig,
+    *,
+    choices: Optional[dict[str, str]] = None,
+    overrides: Optional[list[str]] = None,
+) -> Experiment:
+    """Check ``cfg`` and build every object of the run; nothing is loaded or trained.
+
+    Raises:
+        ConfigError: naming the first bad key.
+    """
+    for key in ("seed",):
+        if not _is_int(cfg.get(key)) or cfg.get(key) < 0:
+            raise ConfigError(f"{key}: must be an int >= 0, got {cfg.get(key)!r}")
+    threads = cfg.get("threads")
+    if threads is not None and (not _is_int(threads) or threads < 1):
+        raise ConfigError(f"threads: must be an int >= 1 or null, got {threads!r}")
+    container = {  # resolved per top-level key: the hydra node (if any) is never resolved
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
+    factory, model_kwargs = _model(cfg)
+    exp = Experiment(
+        dataset=_settings(DatasetSpec, cfg, "dataset"),
+        model_factory=factory,
+        model_kwargs=model_kwargs,
+        analog=_analog(cfg),
+        technology=_technology(cfg),
+        train=_settings(TrainSettings, cfg, "train"),
+        eval=_settings(EvalSettings, cfg, "eval"),
+        logger=_settings(LoggerSettings, cfg, "logger"),
+        paths=_settings(PathSettings, cfg, "paths"),
+        seed=int(cfg.seed),
+        threads=threads,
+        config=container,
+        choices=dict(choices or {}),
+        overrides=list(overrides or []),
+    )
+    exp.dataset.root = os.path.abspath(exp.dataset.root)
+    return exp

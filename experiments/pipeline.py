@@ -1,0 +1,529 @@
+"""One experiment, end to end, testable without Hydra: :func:`run` takes a built
+:class:`~experiments.config.Experiment` and an output folder.
+
+load dataset → build model → train digitally (or load ``train.checkpoint``, or reuse the cached
+model of an identical dataset/model/train/seed config) → optionally fine-tune hardware-aware →
+convert → calibrate → for each device draw ``k``: program (seed ``eval.seed + k``), read at every
+``eval.times`` → cost report → ``results.json``, ``model.pt``, ``cost.txt``, TensorBoard events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import aimc
+from aimc.logging import TBLogger, time_tag
+from experiments import plots
+from experiments.config import Experiment
+from experiments.datasets import DataSplit, ImageDataset, batches, load_dataset
+from experiments.models import build_model
+
+__all__ = [
+    "run",
+    "seed_everything",
+    "accuracy",
+    "train",
+    "evaluate_analog",
+    "cost_summary",
+    "write_json_atomic",
+]
+
+log = logging.getLogger(__name__)
+
+RESULTS = "results.json"
+CHECKPOINT = "model.pt"
+
+
+class _NoLogger:
+    """Stands in for ``TBLogger`` when TensorBoard is off: every call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch once per run (the library itself never seeds globally)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _tmp_path(path: str) -> str:
+    return f"{path}.{os.getpid()}.tmp"
+
+
+def write_json_atomic(path: str, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` through a temporary file and ``os.replace``, so that
+    readers (``experiments.report`` on a running sweep) never see a partial file."""
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _save_atomic(obj: Any, path: str) -> None:
+    tmp = _tmp_path(path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    """An exclusive lock on ``path`` (parallel sweep jobs wait instead of training twice)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, atomic writes still keep the cache consistent
+        yield
+        return
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"train.checkpoint={path!r} holds a {type(state).__name__}, not a state_dict"
+        )
+    return state
+
+
+# --- digital training ----------------------------------------------------------------------------
+@torch.no_grad()
+def accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) on ``data``."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x, y in batches(data, batch_size):
+        correct += int((model(x).argmax(dim=1) == y).sum())
+    model.train(was_training)
+    return correct / max(len(data), 1)
+
+
+def train(
+    model: nn.Module,
+    data: DataSplit,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    optimizer: str = "adam",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    phase: str = "train",
+    tb: Any = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` with cross-entropy; returns one ``{epoch, loss, accuracy, test_accuracy}``
+    per epoch, also logged as ``<phase>/loss``, ``<phase>/accuracy`` and
+    ``<phase>/test_accuracy``."""
+    tb = tb or _NoLogger()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
+    else:
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    bar = tqdm(range(epochs), desc=phase, unit="epoch", disable=None, leave=False)
+    for epoch in bar:
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for x, y in batches(data.train, batch_size, shuffle=True, generator=gen):
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = nn.functional.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((out.argmax(dim=1) == y).sum())
+            seen += len(y)
+        sched.step()
+        row = {
+            "epoch": epoch,
+            "loss": total_loss / max(seen, 1),
+            "accuracy": correct / max(seen, 1),
+            "test_accuracy": accuracy(model, data.test),
+        }
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", test_acc=f"{row['test_accuracy']:.3f}")
+        _log_epoch(tb, phase, row)
+    bar.close()
+    return history
+
+
+def _log_epoch(tb: Any, phase: str, row: dict[str, float]) -> None:
+    tb.log_training(row["epoch"], loss=row["loss"], accuracy=row["accuracy"], phase=phase)
+    tb.scalar(f"{phase}/test_accuracy", row["test_accuracy"], row["epoch"])
+
+
+def _digital_model(
+    exp: Experiment, data: DataSplit, model: nn.Module, tb: Any
+) -> tuple[str, list[dict[str, float]]]:
+    """Fill ``model`` with trained weights; returns where they came from and the history."""
+    t = exp.train
+    if t.checkpoint:
+        model.load_state_dict(_load_state_dict(t.checkpoint))
+        log.info("loaded the digital model from train.checkpoint=%s", t.checkpoint)
+        return "checkpoint", []
+    kwargs = {
+        k: getattr(t, k)
+        for k in ("epochs", "lr", "batch_size", "optimizer", "momentum", "weight_decay")
+    }
+    if not t.cache:
+        return "trained", train(model, data, seed=exp.seed, tb=tb, **kwargs)
+    os.makedirs(exp.paths.cache_dir, exist_ok=True)
+    base = os.path.join(exp.paths.cache_dir, f"digital-{exp.cache_key}")
+    with _file_lock(base + ".lock"):
+        if os.path.isfile(base + ".pt") and os.path.isfile(base + ".json"):
+            model.load_state_dict(_load_state_dict(base + ".pt"))
+            with open(base + ".json") as f:
+                history = json.load(f)["history"]
+            for row in history:
+                _log_epoch(tb, "train", row)
+            log.info("reused the cached digital model %s.pt", base)
+            return "cache", history
+        history = train(model, data, seed=exp.seed, tb=tb, **kwargs)
+        _save_atomic(model.state_dict(), base + ".pt")
+        write_json_atomic(
+            base + ".json",
+            {
+                "history": history,
+                "config": {k: exp.config.get(k) for k in ("dataset", "model", "train", "seed")},
+            },
+        )
+        return "trained", history
+
+
+# --- analog --------------------------------------------------------------------------------------
+def _calibration_batches(exp: Experiment, data: DataSplit) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(exp.seed + 1)
+    it = batches(data.train, exp.eval.batch_size, shuffle=True, generator=gen)
+    return [x for x, _ in itertools.islice(it, exp.eval.calibration_batches)]
+
+
+def _analog_model(
+    exp: Experiment, data: DataSplit, model: nn.Module, tb: Any
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Convert (fine-tuning hardware-aware first when ``train.hardware_aware``) and calibrate."""
+    calib = _calibration_batches(exp, data)
+    if not exp.train.hardware_aware or exp.train.finetune_epochs == 0:
+        analog = aimc.convert_to_analog(model, exp.analog)
+        aimc.calibrate(analog, calib)
+        return analog.eval(), []
+    hw = dataclasses.replace(exp.analog, training=aimc.TrainingConfig(hardware_aware=True))
+    analog = aimc.convert_to_analog(model, hw)
+    aimc.calibrate(analog, calib)
+    history = train(
+        analog,
+        data,
+        epochs=exp.train.finetune_epochs,
+        lr=exp.train.finetune_lr,
+        batch_size=exp.train.batch_size,
+        optimizer=exp.train.optimizer,
+        momentum=exp.train.momentum,
+        weight_decay=exp.train.weight_decay,
+        seed=exp.seed + 2,
+        phase="finetune",
+        tb=tb,
+    )
+    aimc.calibrate(analog, calib)  # the weights moved: ranges follow, as a chip recalibrates
+    return analog.eval(), history
+
+
+def evaluate_analog(
+    analog: nn.Module,
+    test: ImageDataset,
+    times_s: list[float],
+    repeats: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    on_draw: Any = None,
+) -> list[dict[str, Any]]:
+    """Accuracy at each time after programming over ``repeats`` device draws.
+
+    Draw ``k`` programs every analog layer with seed ``seed + k`` and reads it at each time in
+    turn. ``on_draw(k, analog)`` is called after each programming. Returns one
+    ``{"t_s", "accuracy_mean", "accuracy_std", "repeats", "accuracies"}`` per time (std: the
+    sample standard deviation over draws, 0 with one draw).
+    """
+    acc = np.zeros((repeats, len(times_s)))
+    bar = tqdm(
+        total=repeats * len(times_s), desc="analog eval", unit="read", disable=None, leave=False
+    )
+    for k in range(repeats):
+        aimc.program(analog, seed=seed + k)
+        if on_draw is not None:
+            on_draw(k, analog)
+        for j, t in enumerate(times_s):
+            aimc.drift(analog, t=t)
+            acc[k, j] = accuracy(analog, test, batch_size)
+            bar.update()
+    bar.close()
+    rows = []
+    for j, t in enumerate(times_s):
+        values = [float(v) for v in acc[:, j]]
+        rows.append(
+            {
+                "t_s": float(t),
+                "accuracy_mean": statistics.fmean(values),
+                "accuracy_std": statistics.stdev(values) if repeats > 1 else 0.0,
+                "repeats": repeats,
+                "accuracies": values,
+            }
+        )
+    return rows
+
+
+def _log_device_state(tb: Any, analog: nn.Module, times_s: list[float]) -> None:
+    """Conductance histograms at each time (step: t in s) and drift exponents, per layer."""
+    for name, layer in aimc.analog_layers(analog):
+        state = layer.device_state()
+        device = layer.config.device
+        for t in [0.0, *times_s]:
+            g = state["g"] if t == 0 else device.conductance(state, t)
+            tb.histogram(f"conductance_us/{name}", g, step=int(round(t)))
+        nu = state.get("nu")
+        if nu is not None:
+            tb.histogram(f"drift_exponent/{name}", nu)
+
+
+# --- cost ----------------------------------------------------------------------------------------
+def _number(obj: Any, *names: str) -> Optional[float]:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _estimator() -> Any:
+    estimate = getattr(aimc, "estimate_cost", None)
+    if estimate is None:
+        try:
+            from aimc.cost import estimate_cost as estimate
+        except ImportError:
+            return None
+    return estimate
+
+
+def cost_summary(
+    model: nn.Module, example: torch.Tensor, technology: Any
+) -> tuple[Optional[dict[str, Any]], Any]:
+    """Totals, per-layer and per-component energy of one inference of ``example`` (a batch of 1),
+    and the report itself; ``(None, None)`` when the cost model is not available."""
+    estimate = _estimator()
+    if estimate is None:
+        log.warning("aimc.estimate_cost is not available: results.json gets no cost")
+        return None, None
+    report = estimate(model, example, technology=technology)
+    total = report.total
+    summary: dict[str, Any] = {
+        "energy_j": _number(total, "energy_j"),
+        "latency_s": _number(total, "latency_s"),
+        "area_mm2": _number(total, "area_mm2"),
+        "tops_per_w": _number(total, "tops_per_w"),
+        "digital_baseline_energy_j": _number(report.digital_baseline, "energy_j"),
+        "technology": getattr(report.technology, "name", str(technology)),
+    }
+    summary["layers_energy_j"] = {str(layer.name): float(layer.energy_j) for layer in report.layers}
+    summary["components_energy_j"] = {
+        str(k): float(v) for k, v in total.energy_by_component_j.items() if v > 0
+    }
+    return summary, report
+
+
+# --- the run -------------------------------------------------------------------------------------
+def _hparams(exp: Experiment) -> dict[str, Any]:
+    hp: dict[str, Any] = dict(exp.choices)
+    cfg = exp.config
+
+    def flat(prefix: str, node: Any) -> None:
+        for key, value in node.items():
+            if key.startswith("_"):
+                continue
+            if isinstance(value, dict):
+                flat(f"{prefix}{key}.", value)
+            elif not isinstance(value, list):
+                hp[f"{prefix}{key}"] = value
+
+    for group in ("tile", "dac", "adc", "mapping", "analog"):
+        flat(f"{group}.", cfg.get(group, {}))
+    for key in ("epochs", "hardware_aware"):
+        hp[f"train.{key}"] = cfg["train"].get(key)
+    hp["eval.repeats"] = cfg["eval"].get("repeats")
+    hp["seed"] = cfg.get("seed")
+    return hp
+
+
+def _logger(exp: Experiment, output_dir: str) -> Any:
+    if not exp.logger.tensorboard:
+        return _NoLogger()
+    return TBLogger(os.path.join(output_dir, "tensorboard"), flush_secs=exp.logger.flush_secs)
+
+
+def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
+    """Run the experiment ``exp``, writing its outputs to ``output_dir``; returns the results."""
+    start = time.perf_counter()
+    os.makedirs(output_dir, exist_ok=True)
+    if exp.threads is not None:
+        torch.set_num_threads(exp.threads)
+    seed_everything(exp.seed)
+    data = load_dataset(exp.dataset)
+    model = build_model(exp.model_factory, data.in_shape, data.num_classes, **exp.model_kwargs)
+    log.info(
+        "%s: %d train / %d test images of %s; %s with %d parameters",
+        data.name,
+        len(data.train),
+        len(data.test),
+        data.in_shape,
+        type(model).__name__,
+        sum(p.numel() for p in model.parameters()),
+    )
+    tb = _logger(exp, output_dir)
+    try:
+        source, history = _digital_model(exp, data, model, tb)
+        _save_atomic(model.state_dict(), os.path.join(output_dir, CHECKPOINT))
+        digital_acc = accuracy(model, data.test)
+        t_train = time.perf_counter() - start
+        log.info("digital test accuracy %.4f (%s)", digital_acc, source)
+
+        analog, finetune = _analog_model(exp, data, model, tb)
+        if finetune:
+            _save_atomic(analog.state_dict(), os.path.join(output_dir, "model_finetuned.pt"))
+        log.info("analog model:\n%s", aimc.conversion_report(analog))
+        test = data.test.subset(exp.eval.max_samples, exp.seed + 3)
+
+        def on_draw(k: int, net: nn.Module) -> None:
+            if k == 0 and exp.logger.histograms:
+                _log_device_state(tb, net, exp.eval.times)
+
+        rows = evaluate_analog(
+            analog,
+            test,
+            exp.eval.times,
+            exp.eval.repeats,
+            seed=exp.eval.seed,
+            batch_size=exp.eval.batch_size,
+            on_draw=on_draw,
+        )
+        for row in rows:
+            log.info(
+                "t=%s: analog accuracy %.4f ± %.4f over %d draws",
+                time_tag(row["t_s"]),
+                row["accuracy_mean"],
+                row["accuracy_std"],
+                row["repeats"],
+            )
+        t_eval = time.perf_counter() - start - t_train
+
+        cost, report = cost_summary(analog, data.test.batch(torch.arange(1))[0], exp.technology)
+        if report is not None:
+            table = report.table()
+            with open(os.path.join(output_dir, "cost.txt"), "w") as f:
+                f.write(table + "\n")
+            write_json_atomic(os.path.join(output_dir, "cost.json"), report.to_dict())
+            log.info("cost (technology %s):\n%s", exp.technology, table)
+
+        results = {
+            "config": exp.config,
+            "choices": exp.choices,
+            "overrides": exp.overrides,
+            "digital_accuracy": digital_acc,
+            "digital_source": source,
+            "cache_key": exp.cache_key,
+            "analog": rows,
+            "cost": cost,
+            "train_history": history,
+            "finetune_history": finetune,
+            "timing_s": {
+                "digital": t_train,
+                "analog_eval": t_eval,
+                "total": time.perf_counter() - start,
+            },
+        }
+        write_json_atomic(os.path.join(output_dir, RESULTS), results)
+        _log_results(tb, exp, results)
+    finally:
+        tb.close()
+    return results
+
+
+def _log_results(tb: Any, exp: Experiment, results: dict[str, Any]) -> None:
+    rows = results["analog"]
+    times = [r["t_s"] for r in rows]
+    mean = [r["accuracy_mean"] for r in rows]
+    std = [r["accuracy_std"] for r in rows]
+    tb.log_accuracy(times, mean, std, digital=results["digital_accuracy"])
+    cost = results["cost"] or {}
+    if cost:
+        tb.log_energy(
+            cost["energy_j"],
+            layers_j=cost["layers_energy_j"],
+            components_j=cost["components_energy_j"],
+            digital_baseline_j=cost["digital_baseline_energy_j"],
+        )
+        tb.log_cost(
+            latency_s=cost["latency_s"], area_mm2=cost["area_mm2"], tops_per_w=cost["tops_per_w"]
+        )
+    metrics = {"hparam/digital_accuracy": results["digital_accuracy"]}
+    for r in rows:
+        metrics[f"hparam/accuracy_t={time_tag(r['t_s'])}"] = r["accuracy_mean"]
+    if cost.get("energy_j") is not None and math.isfinite(cost["energy_j"]):
+        metrics["hparam/energy_pj"] = cost["energy_j"] * 1e12
+    tb.log_hparams(_hparams(exp), metrics)
+    if exp.logger.figures:
+        title = " ".join(
+            f"{k}={v}" for k, v in exp.choices.items() if k in ("dataset", "model", "device")
+        )
+        tb.figure(
+            "figures/accuracy_vs_time",
+            plots.accuracy_vs_time(
+                times, mean, std, digital=results["digital_accuracy"], title=title
+            ),
+        )
+        if cost:
+            tb.figure(
+                "figures/energy_breakdown",
+                plots.energy_breakdown(cost["components_energy_j"], cost["layers_energy_j"]),
+            )
+    tb.text("config", "```\n" + json.dumps(copy.deepcopy(exp.config), indent=2) + "\n```")

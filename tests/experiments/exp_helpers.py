@@ -1,0 +1,31 @@
+"""Helpers of the experiment tests: composing ``conf/`` and tiny, fast run settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parents[2]
+CONF_DIR = REPO / "conf"
+
+# A run of a few seconds: 2 epochs on 300 digits, 2 device draws at 2 drift times, 1 thread.
+TINY = [
+    "train.epochs=2",
+    "eval.repeats=2",
+    "eval.times=[1.0,86400.0]",
+    "dataset.max_train=300",
+    "dataset.max_test=100",
+    "threads=1",
+]
+
+
+def compose_config(overrides: list[str], *, hydra: bool = False):
+    """``conf/config.yaml`` composed with ``overrides`` (and the ``hydra`` node when asked)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def tiny(tmp_path: Path) -> list[str]:
+    """Tiny run overrides with every output (runs, cache, data) under ``tmp_path``."""
+    return [*TINY, f"paths.root_dir={tmp_path}"]

@@ -1,0 +1,105 @@
+"""experiments.report on hand-written results: swept fields, Pareto front, CSV, time parsing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+
+from experiments.report import main, make_report, pareto_front, parse_time
+
+
+def write_run(folder, name, *, bits, device, acc, energy, overrides=None, times=(1.0, 3600.0)):
+    path = os.path.join(folder, name)
+    os.makedirs(path)
+    results = {
+        "config": {
+            "adc": {"_target_": "aimc.ADCConfig", "bits": bits},
+            "device": {"_target_": f"device_models.{device.upper()}", "g_max": 25.0},
+            "paths": {"root_dir": path},
+            "seed": 0,
+        },
+        "choices": {"device": device, "adc": "default"},
+        "overrides": overrides or [f"adc.bits={bits}", f"device={device}"],
+        "digital_accuracy": 0.97,
+        "analog": [
+            {"t_s": t, "accuracy_mean": a, "accuracy_std": 0.01, "repeats": 3}
+            for t, a in zip(times, acc)
+        ],
+        "cost": None
+        if energy is None
+        else {
+            "energy_j": energy,
+            "latency_s": 1e-6,
+            "area_mm2": 1.0,
+            "tops_per_w": 5.0,
+            "digital_baseline_energy_j": 10 * energy,
+        },
+    }
+    with open(os.path.join(path, "results.json"), "w") as f:
+        json.dump(results, f)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("3600", 3600.0),
+        ("1h", 3600.0),
+        ("1d", 86400.0),
+        ("1y", 31536000.0),
+        ("2.5min", 150.0),
+        ("1e3", 1000.0),
+    ],
+)
+def test_parse_time(text, seconds):
+    assert parse_time(text) == seconds
+
+
+def test_parse_time_rejects_garbage():
+    with pytest.raises(ValueError, match="--at"):
+        parse_time("yesterday")
+
+
+def test_pareto_front():
+    energy = [1.0, 2.0, 3.0, 1.5, None, 0.5]
+    acc = [0.80, 0.90, 0.85, 0.80, 0.99, 0.70]
+    # 5 (0.5, .70) < 0 (1.0, .80) < 1 (2.0, .90); 3 ties 0 in accuracy at more energy; 2 loses
+    assert pareto_front(energy, acc) == [5, 0, 1]
+    assert pareto_front([], []) == []
+
+
+def test_report_of_a_sweep(tmp_path):
+    folder = str(tmp_path)
+    write_run(folder, "0", bits=4, device="pcm", acc=[0.80, 0.70], energy=1e-9)
+    write_run(folder, "1", bits=8, device="pcm", acc=[0.95, 0.90], energy=3e-9)
+    write_run(folder, "2", bits=4, device="rram", acc=[0.82, 0.60], energy=1.2e-9)
+    write_run(folder, "10", bits=8, device="rram", acc=[0.96, 0.85], energy=4e-9)
+    out = make_report(folder)
+    assert out["swept"] == ["adc.bits", "device"]
+    assert out["t_s"] == 3600.0 and out["front"] == ["0", "1"]
+    with open(out["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == ["0", "1", "2", "10"]  # job order, not string order
+    assert rows[3]["device"] == "rram" and rows[3]["adc.bits"] == "8"
+    assert rows[1]["accuracy@1h"] == "0.9" and rows[1]["accuracy_std@1s"] == "0.01"
+    assert [r["pareto"] for r in rows] == ["True", "True", "False", "False"]
+    assert float(rows[2]["energy_j"]) == pytest.approx(1.2e-9)
+    with open(out["pareto_csv"]) as f:
+        assert [r["run"] for r in csv.DictReader(f)] == ["0", "1"]
+    at_1s = make_report(folder, at="1s", tensorboard=False)
+    assert at_1s["front"] == ["0", "2", "1", "10"]
+
+
+def test_runs_without_cost_are_left_out_of_the_front(tmp_path, capsys):
+    write_run(str(tmp_path), "0", bits=4, device="pcm", acc=[0.8, 0.7], energy=None)
+    write_run(str(tmp_path), "1", bits=8, device="pcm", acc=[0.9, 0.8], energy=2e-9)
+    assert main([str(tmp_path), "--no-tensorboard"]) == 0
+    assert "left out of the Pareto front" in capsys.readouterr().err
+    assert os.path.getsize(tmp_path / "pareto.png") > 0
+
+
+def test_empty_folder_is_an_error(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
