@@ -90,10 +90,11 @@ def _resnet_like() -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
 
 
-def peak_memory(case: str, device: str) -> dict:
-    """Peak RSS (CPU) or CUDA memory of one case, measured in this (fresh) process."""
-    import resource
-
+def peak_memory(case: str, mode: str, device: str) -> dict:
+    """Peak memory of one case run in this fresh process: ``mode`` "digital" runs the torch
+    model, "analog" converts, calibrates and evaluates it. CPU: the peak RSS (VmHWM) above the
+    RSS after imports; CUDA: peak allocated memory."""
+    base_mb = _proc_status_mb("VmRSS")
     torch.manual_seed(0)
     if case == "resnet":
         digital = _resnet_like().to(device).eval()
@@ -102,34 +103,53 @@ def peak_memory(case: str, device: str) -> dict:
         idx = {"linear": 0, "linear_noise": 1, "conv": 2}[case]
         _, digital, x, _ = _cases(device)[idx]
     noise = 0.01 if case == "linear_noise" else 0.0
-    n_weights = sum(p.numel() for p in digital.parameters())
+    out = {"case": case, "mode": mode, "weights": sum(p.numel() for p in digital.parameters())}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.no_grad():
-        digital(x)
+        if mode == "digital":
+            t = time.perf_counter()
+            digital(x)
+            out["eval_s"] = time.perf_counter() - t
+        else:
+            t = time.perf_counter()
+            model = aimc.convert_to_analog(digital, _config(noise)).eval()
+            out["convert_s"] = time.perf_counter() - t
+            aimc.calibrate(model, [x])
+            t = time.perf_counter()
+            model(x)
+            out["eval_s"] = time.perf_counter() - t
+    _sync(device)
     if device == "cuda":
-        dig_peak = torch.cuda.max_memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    dig_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
-    analog = aimc.convert_to_analog(digital, _config(noise)).eval()
-    t_convert = time.perf_counter() - t
-    aimc.calibrate(analog, [x])
-    with torch.no_grad():
-        t = time.perf_counter()
-        analog(x)
-        t_eval = time.perf_counter() - t
-    out = {"case": case, "weights": n_weights, "convert_s": t_convert, "eval_s": t_eval}
-    if device == "cuda":
-        out["digital_peak_mb"] = dig_peak / 2**20
-        out["analog_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
-        out["digital_rss_delta_mb"] = (dig_rss - base) / 1024
-        out["analog_rss_delta_mb"] = (
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - dig_rss
-        ) / 1024
+        out["peak_mb"] = _proc_status_mb("VmHWM") - base_mb
     return out
+
+
+def _proc_status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def _measure(case: str, mode: str, args) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-case",
+        case,
+        "--mode",
+        mode,
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -138,41 +158,27 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--memory-case", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="analog", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_case:
-        print(json.dumps(peak_memory(args.memory_case, args.device)))
+        print(json.dumps(peak_memory(args.memory_case, args.mode, args.device)))
         return
     print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}\n")
     print("| case | torch (ms) | aimc (ms) | ratio |\n|---|---|---|---|")
     for r in run_speed(args.device, args.repeats):
         print(f"| {r['case']} | {r['torch_ms']:.2f} | {r['aimc_ms']:.2f} | {r['ratio']:.2f}x |")
+    unit = "peak CUDA memory" if args.device == "cuda" else "peak RSS over imports"
     print(
-        "\n| case | weights | convert (s) | first eval (s) | digital peak (MB) | analog peak (MB) |"
+        f"\n| case | weights | convert (s) | analog eval (s) | torch {unit} (MB) "
+        f"| aimc {unit} (MB) | ratio |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for case in ("linear", "linear_noise", "conv", "resnet"):
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--memory-case",
-                case,
-                "--device",
-                args.device,
-                "--threads",
-                str(args.threads),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        m = json.loads(out.strip().splitlines()[-1])
-        dig = m.get("digital_peak_mb", m.get("digital_rss_delta_mb"))
-        ana = m.get("analog_peak_mb", m.get("analog_rss_delta_mb"))
+        d, a = _measure(case, "digital", args), _measure(case, "analog", args)
         print(
-            f"| {case} | {m['weights']:,} | {m['convert_s']:.2f} | {m['eval_s']:.3f} | "
-            f"{dig:.0f} | {ana:.0f} |"
+            f"| {case} | {a['weights']:,} | {a['convert_s']:.2f} | {a['eval_s']:.3f} | "
+            f"{d['peak_mb']:.0f} | {a['peak_mb']:.0f} | {a['peak_mb'] / d['peak_mb']:.2f}x |"
         )
 
 
