@@ -283,7 +283,7 @@ def _technology(cfg: DictConfig) -> Any:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"technology.name: must be a technology name, got {name!r}")
     try:
-        from aimc.cost import get_technology, technology_names
+        from aimc.cost import Technology, get_technology, technology_names
     except ImportError:  # no cost model: the name is checked when the cost is estimated
         return name
     known = technology_names()
@@ -291,6 +291,9 @@ def _technology(cfg: DictConfig) -> Any:
         raise ConfigError(f"technology.name={name!r}: unknown technology; known: {sorted(known)}")
     if not values:
         return name
+    unknown = sorted(set(values) - set(Technology.field_names()))
+    if unknown:
+        raise ConfigError(f"technology.{unknown[0]}: unknown field of aimc.cost.Technology")
     try:
         return get_technology(name, **values)
     except (TypeError, ValueError) as err:

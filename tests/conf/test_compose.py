@@ -149,12 +149,13 @@ def test_unknown_key_is_refused_at_compose_time():
         ("dataset.test_fraction=1.5", "dataset.test_fraction"),
         ("model._target_=nowhere.Net", "model._target_"),
         ("technology.name=abacus", "technology.name"),
+        ("+technology.bogus=1", "technology.bogus"),
         ("train.checkpoint=/no/such/file.pt", "train.checkpoint"),
         ("+adc.resolution=3", "adc.resolution"),
     ],
 )
 def test_bad_values_stop_with_the_key(override, key):
-    if key == "technology.name" and not _has_cost_model():
+    if key.startswith("technology") and not _has_cost_model():
         pytest.skip("aimc.cost has not landed: technology names cannot be checked")
     with pytest.raises(ConfigError) as info:
         build(compose_config([override]))
@@ -196,3 +197,20 @@ def test_cluster_launcher_configs(name, plugin):
         pytest.skip(f"{plugin} is not installed (optional)")
     cfg = compose_config([f"hydra/launcher={name}"], hydra=True)
     assert cfg.hydra.launcher._target_
+
+
+@pytest.mark.parametrize("name", ["isaac", "hermes", "rram22"])
+def test_hardware_presets_match_aimc_presets(name):
+    import dataclasses
+
+    import aimc.presets
+
+    exp = build(compose_config([f"experiment={name}"]))
+    expected = getattr(aimc.presets, name)()
+    for field in ("tile", "dac", "adc", "mapping", "drift_compensation", "training", "seed"):
+        assert getattr(exp.analog, field) == getattr(expected, field), field
+    assert type(exp.analog.device) is type(expected.device)
+    assert dataclasses.asdict(exp.analog.device) == pytest.approx(
+        dataclasses.asdict(expected.device)
+    )
+    assert exp.technology == name
