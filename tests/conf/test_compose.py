@@ -46,7 +46,7 @@ def test_default_config_builds_the_documented_default():
     assert exp.analog.dac.bits == 8 and exp.analog.adc.bits == 8
     assert exp.dataset.name == "digits"
     assert exp.model_factory.__name__ == "MLP"
-    assert exp.technology == "isaac"
+    assert exp.technology == "hermes"
     assert exp.eval.times == [1.0, 3600.0, 86400.0, 31536000.0]
     assert exp.train.hardware_aware is False
 
