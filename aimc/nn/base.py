@@ -41,6 +41,8 @@ def deferred_programming():
         yield
     finally:
         _DEFER_PROGRAM.reset(token)
+
+
 _N_REF = 32  # reference vectors of the drift-compensation read
 
 
@@ -325,7 +327,13 @@ class AnalogLayerBase(nn.Module):
             r = r_b = input_range(self)
         if dac.bits is None:
             return x / r_b, r, None
-        xq = quantize_dac(x, r_b, dac.levels, dac.signed)
+        lo = -dac.levels if dac.signed else 0
+        if x.requires_grad or getattr(r_b, "requires_grad", False):  # clamp, then round_ste
+            xq = quantize_dac(x, r_b, dac.levels, dac.signed)
+        elif isinstance(r_b, Tensor) and r_b.dim() > 0:  # per-sample ranges: one LSB per sample
+            xq = AF.fake_quantize(x, r_b.reshape(-1) / dac.levels, lo, dac.levels, 0) / r_b
+        else:
+            xq = AF.fake_quantize(x, r_b / dac.levels, lo, dac.levels) / r_b
         if not dac.bit_serial:
             return xq, r, None
         codes = torch.round(xq.detach() * dac.levels)
@@ -378,34 +386,26 @@ class AnalogLayerBase(nn.Module):
                 shape[dims[name]] = size
             return t.reshape(shape)
 
-        unit = None  # LSB still to multiply in (folded into the digital rescale)
         if self._adc_needs_range() and self._calib != "adc":
             fs = self._adc_full_scale(p, dims["s"])
-            gen = self._generator("adc") if adc.noise > 0 else None
-            if p.requires_grad or adc.bits is None:
-                p = adc_readout(p, fs, adc.levels, adc.noise, gen)
-            else:  # the eval fast path: in-place passes, the LSB folded into the rescale
-                lsb = fs / adc.levels
-                if adc.noise > 0:
-                    noise = AF.randn_chunked(p.shape, [gen], p.device, p.dtype)
-                    p.add_(noise.mul_(fs * adc.noise))
-                p = p.div_(lsb).round_().clamp_(-adc.levels, adc.levels)
-                if xsum is None:
-                    unit = lsb
-                else:
-                    p = p.mul_(lsb)
+            if adc.noise > 0:  # additive output noise, std relative to the full scale
+                gens = [self._generator("adc", i) for i in range(_N_RNG_CHUNKS)]
+                noise = AF.randn_chunked(p.shape, gens, p.device, p.dtype)
+                noise = noise.mul_(fs * adc.noise)
+                p = p + noise if p.requires_grad else p.add_(noise)
+            if adc.bits is not None and p.requires_grad:  # clamp, then round_ste
+                p = adc_readout(p, fs, adc.levels)
+            elif adc.bits is not None:  # the same values in one fused pass
+                p = AF.fake_quantize(p, fs / adc.levels, -adc.levels, adc.levels, dims["s"])
         elif self._calib == "adc":
             self._adc_full_scale(p, dims["s"])
         coef = place(self._coef(p), ("s",))
-        if unit is not None:
-            coef = coef * unit
         if p.shape[dims["s"]] == 1 and xsum is None:
             y = p.squeeze(dims["s"])
         else:
             if xsum is not None:
                 p = p - self._g_offset * xsum
             y = (p * coef).sum(dims["s"])
-            coef = None
             if xsum is not None:
                 y = 2.0 * y - xsum.squeeze(dims["s"])
         rt = dims["rt"] - (1 if dims["rt"] > dims["s"] else 0)
@@ -415,8 +415,6 @@ class AnalogLayerBase(nn.Module):
             d = dims[name] - (1 if dims[name] > dims["s"] else 0)
             shape[d] = size
         sc = sc.reshape(shape)
-        if coef is not None and (unit is not None or float(coef.flatten()[0]) != 1.0):
-            sc = sc * coef.reshape(())
         if y.requires_grad:
             return (y * sc).sum(rt)
         return y.mul_(sc).sum(rt)
