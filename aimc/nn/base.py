@@ -113,6 +113,7 @@ class AnalogLayerBase(nn.Module):
         self._programmed_at: Any = None
         self._cache: dict[str, Any] = {}
         self._gens: dict[str, Any] = {}
+        self._scalars: dict[Any, Any] = {}
         if not _DEFER_PROGRAM.get():
             self.program()
         init_training_state(self)  # e.g. the learned DAC range gain
@@ -144,7 +145,27 @@ class AnalogLayerBase(nn.Module):
     @property
     def t_s(self) -> float:
         """Time since programming (s) at which the layer is read."""
-        return float(self.t_bits.cpu().view(torch.float64)[0])
+        return self._buffer_scalar("t_bits", lambda b: float(b.cpu().view(torch.float64)[0]))
+
+    def _buffer_scalar(self, name: str, read) -> float:
+        """``read(buffer)`` as a Python float, recomputed only when the buffer was replaced or
+        modified in place (its ``_version``): no device sync on every forward."""
+        buf = getattr(self, name)
+        key = (name, read.__code__, buf.data_ptr(), buf._version)
+        hit = self._scalars.get((name, read.__code__))
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = read(buf)
+        self._scalars[(name, read.__code__)] = (key, value)
+        return value
+
+    @property
+    def _dac_range_value(self) -> float:
+        return self._buffer_scalar("dac_range", lambda b: float(b))
+
+    @property
+    def _adc_range_min(self) -> float:
+        return self._buffer_scalar("adc_range", lambda b: float(b.min()))
 
     @property
     def programmed(self) -> bool:
@@ -321,7 +342,7 @@ class AnalogLayerBase(nn.Module):
         else:
             if self._calib == "dac":
                 self._observe("dac", AF.percentile_abs(x, dac.percentile))
-            elif float(self.dac_range) <= 0:
+            elif self._dac_range_value <= 0:
                 self.dac_range.fill_(max(AF.percentile_abs(x, dac.percentile), 1e-12))
                 log.info("%s: DAC range auto-calibrated on the first batch", self.layer_name)
             r = r_b = input_range(self)
@@ -357,7 +378,7 @@ class AnalogLayerBase(nn.Module):
             rows = g.row_block
             fs = torch.full_like(self.adc_range, adc.range_fraction * rows * per_row)
         else:
-            if self._calib == "adc" or float(self.adc_range.min()) <= 0:
+            if self._calib == "adc" or self._adc_range_min <= 0:
                 pd = p.detach().movedim(s_dim, 0)
                 vals = [AF.percentile_abs(pd[s], adc.percentile) for s in range(pd.shape[0])]
                 if self._calib == "adc":
@@ -424,7 +445,7 @@ class AnalogLayerBase(nn.Module):
         cfg = self.config
         if not cfg.drift_compensation or not cfg.device.drifts or self.training:
             return None
-        key = ("comp", t, float(self.adc_range.sum()))
+        key = ("comp", t, self._buffer_scalar("adc_range", lambda b: tuple(b.tolist())))
         if key not in self._cache:
             ref0 = self._reference_read(0.0).abs()
             ref_t = self._reference_read(t).abs()
@@ -449,7 +470,7 @@ class AnalogLayerBase(nn.Module):
         # the read then neither saturates nor drowns in the LSB.
         mean, _ = self._read_mean_std(0.0)
         peak = AF.tile_matmul(signs, mean).abs().amax().clamp_min(1e-12)
-        fs = float(self.adc_range.min()) * self.config.adc.range_fraction
+        fs = self._adc_range_min * self.config.adc.range_fraction
         if self.config.adc.range_mode == "max":
             fs = float(self._adc_full_scale(mean, 0).min())
         alpha = min(1.0, 0.5 * fs / float(peak))
@@ -515,7 +536,7 @@ class AnalogLayerBase(nn.Module):
         if dac.range_mode == "dynamic":
             r = x.abs().flatten(1).amax(1).clamp_min(1e-30).view(-1, *([1] * (x.dim() - 1)))
         else:
-            r = input_range(self) if float(self.dac_range) > 0 else x.abs().amax().clamp_min(1e-30)
+            r = input_range(self) if self._dac_range_value > 0 else x.abs().amax().clamp_min(1e-30)
         if dac.bits is None:
             return x / r
         return quantize_dac(x, r, dac.levels, dac.signed)
@@ -539,6 +560,7 @@ class AnalogLayerBase(nn.Module):
         out = super()._apply(fn, *args, **kwargs)
         self._cache.clear()
         self._gens.clear()
+        self._scalars.clear()
         return out
 
     # ------------------------------------------------------------------ state dict
@@ -585,6 +607,7 @@ class AnalogLayerBase(nn.Module):
         )
         self._cache.clear()
         self._gens.clear()
+        self._scalars.clear()
         self._programmed_at = None
 
     def _analog_repr(self) -> str:
