@@ -6,7 +6,7 @@ analog layers on tiled crossbars) and the cost estimate.
 
 from __future__ import annotations
 
-from aimc import cost, functional, presets
+from aimc import cost, functional, presets, training
 from aimc.config import (
     ADCConfig,
     AnalogConfig,
@@ -39,6 +39,7 @@ from aimc.cost import (
 from aimc.mappings import DEFAULT_ANALOG_MODULE_MAPPING, get_default_analog_module_mapping
 from aimc.nn import AnalogConv1d, AnalogConv2d, AnalogLinear
 from aimc.tile import TileGeometry
+from aimc.training import clip_weights, fine_tune
 
 __all__ = [
     "AnalogConfig",
@@ -62,6 +63,9 @@ __all__ = [
     "functional",
     "cost",
     "presets",
+    "training",
+    "clip_weights",
+    "fine_tune",
     "estimate_cost",
     "map_model",
     "peak_performance",

@@ -27,6 +27,7 @@ _SCALINGS = ("layer", "tile", "column")
 _ENCODINGS = ("differential", "offset")
 _COMPENSATIONS = ("global", "column")
 _ALIGNMENTS = ("channel", "dense")
+_READ_NOISE = ("forward", "drift")
 
 
 def _check_int(owner: str, name: str, value: Any, lo: int, hi: int, hint: str = "") -> None:
@@ -229,6 +230,10 @@ class AnalogConfig:
             programming and at read time, through the same noisy path (as chips do).
         drift_compensation_mode: ``"global"`` (one factor per layer) or ``"column"``.
         training: what train-mode forwards inject.
+        read_noise: when device read noise is drawn: ``"forward"``, fresh in every eval forward
+            (each batch sees its own read, as on a chip; costs one normal draw per device and
+            forward); ``"drift"``, once per programming and drift time, then reused (the
+            convention of aihwkit's ``drift_analog_weights``; as fast as a noiseless device).
         seed: seed of every random draw (programming, read and output noise) of the layers.
     """
 
@@ -240,6 +245,7 @@ class AnalogConfig:
     drift_compensation: bool = True
     drift_compensation_mode: str = "global"
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    read_noise: str = "forward"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -270,6 +276,7 @@ class AnalogConfig:
         _check_choice(
             "AnalogConfig", "drift_compensation_mode", self.drift_compensation_mode, _COMPENSATIONS
         )
+        _check_choice("AnalogConfig", "read_noise", self.read_noise, _READ_NOISE)
         _check_int("AnalogConfig", "seed", self.seed, 0, 2**63 - 1)
         cols_per_weight = self.mapping.cols_per_weight
         if cols_per_weight > self.tile.cols:

@@ -28,7 +28,6 @@ __all__ = [
     "tile_matmul",
     "randn_chunked",
     "percentile_abs",
-    "fake_quantize",
 ]
 
 
@@ -203,25 +202,6 @@ def randn_chunked(
     for f in [_pool().submit(fill, i) for i in range(n_chunks)]:
         f.result()
     return out
-
-
-def fake_quantize(x: Tensor, lsb: Tensor, qmin: int, qmax: int, axis: int = 0) -> Tensor:
-    """``clamp(round(x / lsb), qmin, qmax) * lsb`` in one fused pass (torch's fake-quantize op).
-
-    ``lsb`` is a tensor broadcastable to ``x`` that varies along ``axis`` at most (one LSB per
-    slice of that axis) or a single value. The gradient is the identity where the code is
-    inside ``[qmin, qmax]`` and zero where it saturates (straight-through estimator).
-
-    Examples:
-        >>> fake_quantize(torch.tensor([0.24, 0.26, -3.0]), torch.tensor(0.5), -2, 2)
-        tensor([ 0.0000,  0.5000, -1.0000])
-    """
-    scale = lsb.detach().reshape(-1).to(torch.float32 if x.dtype != torch.float64 else x.dtype)
-    if scale.numel() == 1:
-        zero = torch.zeros((), dtype=torch.int32, device=x.device)
-        return torch.fake_quantize_per_tensor_affine(x, scale.reshape(()), zero, qmin, qmax)
-    zero = torch.zeros(scale.numel(), dtype=torch.int32, device=x.device)
-    return torch.fake_quantize_per_channel_affine(x, scale, zero, axis % x.dim(), qmin, qmax)
 
 
 def percentile_abs(x: Tensor, q: float, max_samples: int = 1 << 22) -> float:

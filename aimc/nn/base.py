@@ -316,12 +316,20 @@ class AnalogLayerBase(nn.Module):
         return self._cache[key]
 
     def _read_tiles(self, t: float) -> Tensor:
+        """One noisy read of the normalized tile weights at time ``t`` (per forward, or once per
+        drift time when ``config.read_noise == "drift"``)."""
         mean, std = self._read_mean_std(t)
         if std is None:
             return mean
-        return AF.randn_chunked(
+        key = ("read", t)
+        if self.config.read_noise == "drift" and key in self._cache:
+            return self._cache[key]
+        w = AF.randn_chunked(
             mean.shape, self._read_generators(), mean.device, mean.dtype, std=std, mean=mean
         )
+        if self.config.read_noise == "drift":
+            self._cache[key] = w
+        return w
 
     def _train_tiles(self) -> tuple[Tensor, Tensor]:
         v, sign, scale = self._normalized_tiles(self.weight)
@@ -346,15 +354,16 @@ class AnalogLayerBase(nn.Module):
                 self.dac_range.fill_(max(AF.percentile_abs(x, dac.percentile), 1e-12))
                 log.info("%s: DAC range auto-calibrated on the first batch", self.layer_name)
             r = r_b = input_range(self)
+            if r is self.dac_range:  # a plain calibrated range: use the cached Python float
+                r = r_b = self._dac_range_value
         if dac.bits is None:
             return x / r_b, r, None
         lo = -dac.levels if dac.signed else 0
         if x.requires_grad or getattr(r_b, "requires_grad", False):  # clamp, then round_ste
             xq = quantize_dac(x, r_b, dac.levels, dac.signed)
-        elif isinstance(r_b, Tensor) and r_b.dim() > 0:  # per-sample ranges: one LSB per sample
-            xq = AF.fake_quantize(x, r_b.reshape(-1) / dac.levels, lo, dac.levels, 0) / r_b
-        else:
-            xq = AF.fake_quantize(x, r_b / dac.levels, lo, dac.levels) / r_b
+        else:  # the same values, in place on one copy
+            xq = (x / r_b).clamp_(lo / dac.levels, 1.0).mul_(dac.levels).round_()
+            xq = xq.div_(dac.levels)
         if not dac.bit_serial:
             return xq, r, None
         codes = torch.round(xq.detach() * dac.levels)
@@ -371,12 +380,13 @@ class AnalogLayerBase(nn.Module):
     def _observe(self, key: str, value: float) -> None:
         self._calib_stats[key] = max(self._calib_stats.get(key, 0.0), value)
 
-    def _adc_full_scale(self, p: Tensor, s_dim: int) -> Tensor:
+    def _adc_full_scale(self, p: Tensor, s_dim: int) -> Tensor | float:
+        """ADC full scale per slice, shaped to broadcast along ``s_dim`` of ``p`` (a Python
+        float when it is one number)."""
         adc, g = self.config.adc, self.geometry
         if adc.range_mode == "max":
             per_row = 1.0 if self._differential else 1.0 + self._g_offset
-            rows = g.row_block
-            fs = torch.full_like(self.adc_range, adc.range_fraction * rows * per_row)
+            return adc.range_fraction * g.row_block * per_row
         else:
             if self._calib == "adc" or self._adc_range_min <= 0:
                 pd = p.detach().movedim(s_dim, 0)
@@ -387,6 +397,8 @@ class AnalogLayerBase(nn.Module):
                 else:
                     self.adc_range.copy_(torch.tensor([max(v, 1e-12) for v in vals]))
                     log.info("%s: ADC range auto-calibrated on the first batch", self.layer_name)
+            if g.slices == 1:
+                return self._adc_range_min * adc.range_fraction
             fs = self.adc_range * adc.range_fraction
         shape = [1] * p.dim()
         shape[s_dim] = -1
@@ -416,8 +428,9 @@ class AnalogLayerBase(nn.Module):
                 p = p + noise if p.requires_grad else p.add_(noise)
             if adc.bits is not None and p.requires_grad:  # clamp, then round_ste
                 p = adc_readout(p, fs, adc.levels)
-            elif adc.bits is not None:  # the same values in one fused pass
-                p = AF.fake_quantize(p, fs / adc.levels, -adc.levels, adc.levels, dims["s"])
+            elif adc.bits is not None:  # the same values, in place
+                lsb = fs / adc.levels
+                p = p.div_(lsb).round_().clamp_(-adc.levels, adc.levels).mul_(lsb)
         elif self._calib == "adc":
             self._adc_full_scale(p, dims["s"])
         coef = place(self._coef(p), ("s",))
@@ -438,10 +451,14 @@ class AnalogLayerBase(nn.Module):
         sc = sc.reshape(shape)
         if y.requires_grad:
             return (y * sc).sum(rt)
-        return y.mul_(sc).sum(rt)
+        # sum of the row tiles' rescaled partial sums: one multiply-accumulate pass per tile
+        out = torch.mul(y.select(rt, 0), sc.select(rt, 0))
+        for i in range(1, y.shape[rt]):
+            out.addcmul_(y.select(rt, i), sc.select(rt, i))
+        return out
 
     # ------------------------------------------------------------------ drift compensation
-    def _compensation(self, t: float) -> Optional[Tensor]:
+    def _compensation(self, t: float) -> Optional[Tensor | float]:
         cfg = self.config
         if not cfg.drift_compensation or not cfg.device.drifts or self.training:
             return None
@@ -450,8 +467,7 @@ class AnalogLayerBase(nn.Module):
             ref0 = self._reference_read(0.0).abs()
             ref_t = self._reference_read(t).abs()
             if cfg.drift_compensation_mode == "global":
-                f = ref0.sum() / ref_t.sum().clamp_min(1e-30)
-                self._cache[key] = f
+                self._cache[key] = float(ref0.sum() / ref_t.sum().clamp_min(1e-30))
             else:
                 num, den = ref0.sum(1), ref_t.sum(1)  # [Gr, N]
                 self._cache[key] = torch.where(
@@ -470,9 +486,8 @@ class AnalogLayerBase(nn.Module):
         # the read then neither saturates nor drowns in the LSB.
         mean, _ = self._read_mean_std(0.0)
         peak = AF.tile_matmul(signs, mean).abs().amax().clamp_min(1e-12)
-        fs = self._adc_range_min * self.config.adc.range_fraction
-        if self.config.adc.range_mode == "max":
-            fs = float(self._adc_full_scale(mean, 0).min())
+        fs = self._adc_full_scale(mean, 0)
+        fs = fs if isinstance(fs, float) else float(fs.min())
         alpha = min(1.0, 0.5 * fs / float(peak))
         levels = self.config.dac.levels
         if levels:
@@ -513,11 +528,13 @@ class AnalogLayerBase(nn.Module):
             scale = self.weight_scale
         xq, r, pw = self._dac(x)
         y = self._tiles_forward(xq, w, scale, pw)
-        if comp is not None:
-            y = y * (comp if comp.dim() == 0 else self._place_columns(comp, y))
         if isinstance(r, Tensor) and r.dim() == 1:
             r = r.view(-1, *([1] * (y.dim() - 1)))
-        y = y * r
+        if isinstance(comp, Tensor):
+            r = r * self._place_columns(comp, y)
+        elif comp is not None:
+            r = r * comp
+        y = y * r if y.requires_grad else y.mul_(r)
         return self._add_bias(y)
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:

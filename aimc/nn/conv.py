@@ -160,7 +160,10 @@ class _AnalogConvNd(AnalogLayerBase):
     def _add_bias(self, y: Tensor) -> Tensor:
         if self.bias is None:
             return y
-        return y + self.bias.view(-1, *([1] * (y.dim() - 2)))
+        b = self.bias.view(-1, *([1] * (y.dim() - 2)))
+        if y.requires_grad or (torch.is_grad_enabled() and self.bias.requires_grad):
+            return y + b
+        return y.add_(b)
 
     def _rows_of(self, xn: Tensor) -> Tensor:
         g = self.geometry

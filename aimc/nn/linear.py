@@ -155,7 +155,11 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         return comp.reshape(-1)
 
     def _add_bias(self, y: Tensor) -> Tensor:
-        return y if self.bias is None else y + self.bias
+        if self.bias is None:
+            return y
+        if y.requires_grad or (torch.is_grad_enabled() and self.bias.requires_grad):
+            return y + self.bias
+        return y.add_(self.bias)
 
     def mvm_count(self, x: Tensor) -> int:
         self._check_input(x)

@@ -37,3 +37,28 @@ def test_pcm_read_noise_in_layer_outputs_matches_model():
     # sqrt(2/n); allow 5 standard errors.
     assert abs(float(z.mean())) < 5 / math.sqrt(n)
     assert abs(float(z.var()) - 1.0) < 5 * math.sqrt(2 / n)
+
+
+def test_read_noise_modes():
+    torch.manual_seed(0)
+    x = torch.randn(4, 16)
+    outs = {}
+    for mode in ("forward", "drift"):
+        cfg = aimc.AnalogConfig(
+            device="pcm",
+            read_noise=mode,
+            dac=aimc.DACConfig(bits=None),
+            adc=aimc.ADCConfig(bits=None),
+        )
+        layer = aimc.AnalogLinear(16, 8, config=cfg).eval()
+        layer.drift_to(3600.0)
+        with torch.no_grad():
+            outs[mode] = (layer(x), layer(x))
+        layer.drift_to(86400.0)
+        with torch.no_grad():
+            outs[mode + "_later"] = layer(x)
+    assert not torch.equal(*outs["forward"])  # a fresh read per forward
+    assert torch.equal(*outs["drift"])  # one read per drift time
+    assert not torch.equal(outs["drift"][0], outs["drift_later"])
+    with pytest.raises(ValueError, match="AnalogConfig.read_noise"):
+        aimc.AnalogConfig(read_noise="batch")
