@@ -74,6 +74,12 @@ class TrainSettings:
     hardware_aware: bool = False
     finetune_epochs: int = 3
     finetune_lr: float = 0.0005
+    weight_noise: str = "device"
+    weight_noise_std: float = 0.0
+    noise_t_s: float = 31536000.0
+    device_noise_scale: float = 2.0
+    clip_sigma: Optional[float] = 3.0
+    learn_input_range: bool = False
 
     def __post_init__(self) -> None:
         for key in ("epochs", "finetune_epochs"):
@@ -95,8 +101,26 @@ class TrainSettings:
         for key in ("hardware_aware", "cache"):
             if not isinstance(getattr(self, key), bool):
                 _fail(f"train.{key}", f"must be true or false, got {getattr(self, key)!r}")
+        try:
+            self.training_config()
+        except (TypeError, ValueError) as err:  # name the YAML key, not the library field
+            msg = str(err)
+            field_name = msg.split("TrainingConfig.", 1)[-1].split(" ", 1)[0]
+            _fail(f"train.{field_name}", msg)
         if self.checkpoint is not None and not os.path.isfile(str(self.checkpoint)):
             _fail("train.checkpoint", f"no such file: {os.path.abspath(str(self.checkpoint))}")
+
+    def training_config(self) -> aimc.TrainingConfig:
+        """The ``aimc.TrainingConfig`` of hardware-aware fine-tuning."""
+        return aimc.TrainingConfig(
+            hardware_aware=True,
+            weight_noise=self.weight_noise,
+            weight_noise_std=self.weight_noise_std,
+            noise_t_s=self.noise_t_s,
+            device_noise_scale=self.device_noise_scale,
+            clip_sigma=self.clip_sigma,
+            learn_input_range=self.learn_input_range,
+        )
 
 
 @dataclass

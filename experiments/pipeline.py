@@ -173,6 +173,7 @@ def train(
             loss = nn.functional.cross_entropy(out, y)
             loss.backward()
             opt.step()
+            aimc.clip_weights(model)  # TrainingConfig.clip_sigma of analog layers; else nothing
             total_loss += float(loss.detach()) * len(y)
             correct += int((out.argmax(dim=1) == y).sum())
             seen += len(y)
@@ -249,7 +250,7 @@ def _analog_model(
         analog = aimc.convert_to_analog(model, exp.analog)
         aimc.calibrate(analog, calib)
         return analog.eval(), []
-    hw = dataclasses.replace(exp.analog, training=aimc.TrainingConfig(hardware_aware=True))
+    hw = dataclasses.replace(exp.analog, training=exp.train.training_config())
     analog = aimc.convert_to_analog(model, hw)
     aimc.calibrate(analog, calib)
     history = train(
