@@ -348,9 +348,10 @@ class AnalogLayerBase(nn.Module):
             r = torch.where(r > 0, r, torch.ones_like(r))
             r_b = r.view(-1, *([1] * (x.dim() - 1))) if x.dim() > 1 else r
         else:
-            if self._calib == "dac":
+            if self._calib == "dac":  # recording input statistics only
                 self._observe("dac", AF.percentile_abs(x, dac.percentile))
-            elif self._dac_range_value <= 0:
+                return x, 1.0, None
+            if self._dac_range_value <= 0:
                 self.dac_range.fill_(max(AF.percentile_abs(x, dac.percentile), 1e-12))
                 log.info("%s: DAC range auto-calibrated on the first batch", self.layer_name)
             r = r_b = input_range(self)
@@ -362,8 +363,7 @@ class AnalogLayerBase(nn.Module):
         if x.requires_grad or getattr(r_b, "requires_grad", False):  # clamp, then round_ste
             xq = quantize_dac(x, r_b, dac.levels, dac.signed)
         else:  # the same values, in place on one copy
-            xq = (x / r_b).clamp_(lo / dac.levels, 1.0).mul_(dac.levels).round_()
-            xq = xq.div_(dac.levels)
+            xq = (x * (dac.levels / r_b)).clamp_(lo, dac.levels).round_().div_(dac.levels)
         if not dac.bit_serial:
             return xq, r, None
         codes = torch.round(xq.detach() * dac.levels)
@@ -380,6 +380,27 @@ class AnalogLayerBase(nn.Module):
     def _observe(self, key: str, value: float) -> None:
         self._calib_stats[key] = max(self._calib_stats.get(key, 0.0), value)
 
+    def _calibrate_adc(self, parts: list[Tensor], s_dim: int) -> None:
+        """Record (``aimc.calibrate``) or set (first batch of an uncalibrated layer) the ADC
+        full scale of each slice from the partial sums of all row tiles, ``parts``."""
+        adc = self.config.adc
+        if adc.range_mode != "calibrated" or not self._adc_needs_range():
+            return
+        if self._calib != "adc" and self._adc_range_min > 0:
+            return
+        vals = []
+        for s in range(parts[0].shape[s_dim]):
+            flat = [part.detach().select(s_dim, s).reshape(-1) for part in parts]
+            vals.append(
+                AF.percentile_abs(torch.cat(flat) if len(flat) > 1 else flat[0], adc.percentile)
+            )
+        if self._calib == "adc":
+            for s, val in enumerate(vals):
+                self._observe(f"adc{s}", val)
+        else:
+            self.adc_range.copy_(torch.tensor([max(v, 1e-12) for v in vals]))
+            log.info("%s: ADC range auto-calibrated on the first batch", self.layer_name)
+
     def _adc_full_scale(self, p: Tensor, s_dim: int) -> Tensor | float:
         """ADC full scale per slice, shaped to broadcast along ``s_dim`` of ``p`` (a Python
         float when it is one number)."""
@@ -387,31 +408,32 @@ class AnalogLayerBase(nn.Module):
         if adc.range_mode == "max":
             per_row = 1.0 if self._differential else 1.0 + self._g_offset
             return adc.range_fraction * g.row_block * per_row
-        else:
-            if self._calib == "adc" or self._adc_range_min <= 0:
-                pd = p.detach().movedim(s_dim, 0)
-                vals = [AF.percentile_abs(pd[s], adc.percentile) for s in range(pd.shape[0])]
-                if self._calib == "adc":
-                    for s, val in enumerate(vals):
-                        self._observe(f"adc{s}", val)
-                else:
-                    self.adc_range.copy_(torch.tensor([max(v, 1e-12) for v in vals]))
-                    log.info("%s: ADC range auto-calibrated on the first batch", self.layer_name)
-            if g.slices == 1:
-                return self._adc_range_min * adc.range_fraction
-            fs = self.adc_range * adc.range_fraction
+        if g.slices == 1:
+            return self._adc_range_min * adc.range_fraction
+        fs = self.adc_range * adc.range_fraction
         shape = [1] * p.dim()
         shape[s_dim] = -1
         return fs.view(shape)
 
     def _accumulate(
-        self, p: Tensor, dims: dict[str, int], scale: Tensor, xsum: Optional[Tensor] = None
+        self,
+        p: Tensor,
+        dims: dict[str, int],
+        scale: Tensor,
+        xsum: Optional[Tensor] = None,
+        calibrated: bool = False,
+        out: Optional[Tensor] = None,
     ) -> Tensor:
         """ADC per tile column, then the digital shift-add over slices, rescale and the sum of
         row tiles. ``p`` holds partial sums with axes named by ``dims`` (``s``, ``g``, ``rt``,
         ``n``); ``xsum`` (offset encoding) is the sum of each row tile's inputs, shaped like
-        ``p`` without the slice and column axes kept as size 1."""
+        ``p`` without the slice and column axes kept as size 1. ``calibrated``: the caller
+        already ran :meth:`_calibrate_adc` on all row tiles. ``out``: a running sum to add the
+        result to (in place when no gradient is needed)."""
         adc, nd = self.config.adc, p.dim()
+        unit = None  # an LSB still to multiply in
+        if not calibrated:
+            self._calibrate_adc([p], dims["s"])
 
         def place(t: Tensor, names: tuple[str, ...]) -> Tensor:
             shape = [1] * nd
@@ -428,12 +450,16 @@ class AnalogLayerBase(nn.Module):
                 p = p + noise if p.requires_grad else p.add_(noise)
             if adc.bits is not None and p.requires_grad:  # clamp, then round_ste
                 p = adc_readout(p, fs, adc.levels)
-            elif adc.bits is not None:  # the same values, in place
+            elif adc.bits is not None:  # the same values, in place; codes times the LSB
                 lsb = fs / adc.levels
-                p = p.div_(lsb).round_().clamp_(-adc.levels, adc.levels).mul_(lsb)
-        elif self._calib == "adc":
-            self._adc_full_scale(p, dims["s"])
+                p = p.div_(lsb).round_().clamp_(-adc.levels, adc.levels)
+                if xsum is None:
+                    unit = lsb  # folded into the (small) digital rescale below
+                else:
+                    p = p.mul_(lsb)
         coef = place(self._coef(p), ("s",))
+        if unit is not None and p.shape[dims["s"]] > 1:
+            coef, unit = coef * unit, None
         if p.shape[dims["s"]] == 1 and xsum is None:
             y = p.squeeze(dims["s"])
         else:
@@ -449,11 +475,15 @@ class AnalogLayerBase(nn.Module):
             d = dims[name] - (1 if dims[name] > dims["s"] else 0)
             shape[d] = size
         sc = sc.reshape(shape)
+        if unit is not None:
+            sc = sc * (unit if isinstance(unit, float) else unit.reshape(()))
         if y.requires_grad:
-            return (y * sc).sum(rt)
+            return (y * sc).sum(rt) if out is None else out + (y * sc).sum(rt)
         # sum of the row tiles' rescaled partial sums: one multiply-accumulate pass per tile
-        out = torch.mul(y.select(rt, 0), sc.select(rt, 0))
-        for i in range(1, y.shape[rt]):
+        start = 0
+        if out is None:
+            out, start = torch.mul(y.select(rt, 0), sc.select(rt, 0)), 1
+        for i in range(start, y.shape[rt]):
             out.addcmul_(y.select(rt, i), sc.select(rt, i))
         return out
 

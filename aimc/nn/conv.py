@@ -115,28 +115,9 @@ class _AnalogConvNd(AnalogLayerBase):
         x2 = self._as_2d(xpad)
         kh, kw = self._kernel2
         stride, dil = self._two(self.stride), self._two(self.dilation)
-        n_rt, cin_g = g.n_row_tiles, self.in_channels // self.groups
         diff = self._differential
-        if g.row_block % (kh * kw) == 0:  # whole channels per tile: one grouped conv
-            cpt = g.row_block // (kh * kw)
-            pb, _, h, wd = x2.shape
-            xg = x2.reshape(pb, g.groups, cin_g, h, wd)
-            if n_rt * cpt != cin_g:
-                xg = F.pad(xg, (0, 0, 0, 0, 0, n_rt * cpt - cin_g))
-            xg = xg.reshape(pb, g.groups * n_rt * cpt, h, wd)
-            s = w.shape[0]
-            wc = w.reshape(s, g.groups, n_rt, cpt, kh, kw, g.out_cols)
-            wc = wc.permute(1, 2, 0, 6, 3, 4, 5).reshape(-1, cpt, kh, kw)
-            out = F.conv2d(xg, wc, None, stride, pad2, dil, g.groups * n_rt)
-            ho, wo = out.shape[-2:]
-            p = out.view(pb, g.groups, n_rt, s, g.out_cols, ho * wo)
-            xsum = None
-            if not diff:
-                ones = torch.ones(g.groups * n_rt, cpt, kh, kw, dtype=xg.dtype, device=xg.device)
-                xsum = F.conv2d(xg, ones, None, stride, pad2, dil, g.groups * n_rt)
-                xsum = xsum.view(pb, g.groups, n_rt, 1, 1, ho * wo)
-            y = self._accumulate(p, {"s": 3, "g": 1, "rt": 2, "n": 4}, scale, xsum)
-            y = y.reshape(pb, g.groups * g.out_cols, ho, wo)
+        if g.row_block % (kh * kw) == 0:  # whole channels per tile: one conv per row tile
+            y = self._row_tile_convs(x2, w, scale, pad2, stride, dil)
         else:
             cols = F.unfold(x2, (kh, kw), dilation=dil, padding=pad2, stride=stride)
             pb, _, length = cols.shape
@@ -153,6 +134,38 @@ class _AnalogConvNd(AnalogLayerBase):
         if pw is not None:  # shift-add the bit-serial input cycles
             y = (y.view(pw.numel(), -1, *y.shape[1:]) * pw.view(-1, 1, 1, 1, 1)).sum(0)
         return y.squeeze(2) if self._spatial == 1 else y
+
+    def _row_tile_convs(self, x2: Tensor, w: Tensor, scale: Tensor, pad2, stride, dil) -> Tensor:
+        """Each row tile holds whole input channels, so its column currents are a conv of those
+        channels with the tile's weights: no unfold, and each tile's partial sums are digitized
+        and accumulated before the next tile's are made."""
+        g = self.geometry
+        kh, kw = self._kernel2
+        n_rt, cin_g, s = g.n_row_tiles, self.in_channels // self.groups, w.shape[0]
+        cpt = g.row_block // (kh * kw)
+        pb, _, h, wd = x2.shape
+        xg = x2.view(pb, g.groups, cin_g, h, wd)
+        wt = w.view(s, g.groups, n_rt, cpt, kh, kw, g.out_cols)
+        dims = {"s": 3, "g": 1, "rt": 2, "n": 4}
+        parts, sums = [], []
+        for rt in range(n_rt):
+            c0, c1 = rt * cpt, min(cin_g, (rt + 1) * cpt)
+            xr = xg[:, :, c0:c1].reshape(pb, g.groups * (c1 - c0), h, wd)
+            wr = wt[:, :, rt, : c1 - c0].permute(1, 0, 5, 2, 3, 4)  # [Gr, S, N, c, kh, kw]
+            wr = wr.reshape(g.groups * s * g.out_cols, c1 - c0, kh, kw)
+            out = F.conv2d(xr, wr, None, stride, pad2, dil, g.groups)
+            ho, wo = out.shape[-2:]
+            parts.append(out.view(pb, g.groups, 1, s, g.out_cols, ho * wo))
+            if not self._differential:
+                ones = torch.ones(g.groups, c1 - c0, kh, kw, dtype=xr.dtype, device=xr.device)
+                xsum = F.conv2d(xr, ones, None, stride, pad2, dil, g.groups)
+                sums.append(xsum.view(pb, g.groups, 1, 1, 1, ho * wo))
+        self._calibrate_adc(parts, dims["s"])
+        y = None
+        for rt, p in enumerate(parts):
+            xsum = sums[rt] if sums else None
+            y = self._accumulate(p, dims, scale[:, rt : rt + 1], xsum, calibrated=True, out=y)
+        return y.reshape(pb, g.groups * g.out_cols, ho, wo)
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         return comp.reshape(-1, *([1] * (y.dim() - 2)))
