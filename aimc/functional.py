@@ -178,29 +178,26 @@ def randn_chunked(
         torch.Size([3, 4])
     """
     out = torch.empty(tuple(shape), device=device, dtype=dtype)
-    parts = [out.view(-1)]
-    stds = [None if std is None else std.reshape(-1)]
-    means = [None if mean is None else mean.reshape(-1)]
     n_chunks = len(generators)
     if torch.device(device).type != "cpu" or out.numel() < _CHUNK_MIN:
         n_chunks = 1
-    if n_chunks > 1:
-        parts = list(parts[0].chunk(n_chunks))
-        stds = [None] * n_chunks if std is None else list(stds[0].chunk(n_chunks))
-        means = [None] * n_chunks if mean is None else list(means[0].chunk(n_chunks))
-
-    def fill(i: int) -> None:
-        part = parts[i].normal_(generator=generators[i])
-        if stds[i] is not None:
-            part.mul_(stds[i])
-        if means[i] is not None:
-            part.add_(means[i])
-
     if n_chunks == 1:
-        fill(0)
-        return out
-    for f in [_pool().submit(fill, i) for i in range(n_chunks)]:
-        f.result()
+        out.normal_(generator=generators[0])
+    else:
+        # Only the (serial) sampler runs in the worker threads: an elementwise op there would
+        # start an OpenMP team per thread and oversubscribe the cores for later ops.
+        parts = out.view(-1).chunk(n_chunks)
+        futures = [
+            _pool().submit(part.normal_, generator=gen) for part, gen in zip(parts, generators)
+        ]
+        for f in futures:
+            f.result()
+    if std is not None and mean is not None:
+        return torch.addcmul(mean, out, std, out=out)
+    if std is not None:
+        out.mul_(std)
+    if mean is not None:
+        out.add_(mean)
     return out
 
 

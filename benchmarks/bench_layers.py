@@ -43,31 +43,37 @@ def _time(fn, device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _config(noise: float = 0.0) -> aimc.AnalogConfig:
+def _config(noise: float = 0.0, device: str = "pcm", read_noise: str = "forward"):
     return aimc.AnalogConfig(
+        device=device,
         tile=aimc.TileConfig(256, 256),
         dac=aimc.DACConfig(bits=8),
         adc=aimc.ADCConfig(bits=8, noise=noise),
+        read_noise=read_noise,
     )
 
 
 def _cases(device: str):
+    """(name, torch layer, input, AnalogConfig) of each timed case."""
     torch.manual_seed(0)
     lin = nn.Linear(1024, 1024).to(device).eval()
     x_lin = torch.randn(256, 1024, device=device)
     conv = nn.Conv2d(64, 64, 3, padding=1).to(device).eval()
     x_conv = torch.randn(32, 64, 32, 32, device=device)
+    lin_name = "AnalogLinear 1024x1024, batch 256"
     return [
-        ("AnalogLinear 1024x1024, batch 256", lin, x_lin, 0.0),
-        ("AnalogLinear 1024x1024, batch 256, ADC noise 0.01", lin, x_lin, 0.01),
-        ("AnalogConv2d 64->64 3x3, 32x32, batch 32", conv, x_conv, 0.0),
+        (f"{lin_name}, PCM (read noise every forward)", lin, x_lin, _config()),
+        (f"{lin_name}, PCM, read_noise='drift'", lin, x_lin, _config(read_noise="drift")),
+        (f"{lin_name}, ideal device", lin, x_lin, _config(device="ideal")),
+        (f"{lin_name}, PCM + ADC noise 0.01", lin, x_lin, _config(0.01)),
+        ("AnalogConv2d 64->64 3x3, 32x32, batch 32, PCM", conv, x_conv, _config()),
     ]
 
 
 def run_speed(device: str, repeats: int) -> list[dict]:
     rows = []
-    for name, digital, x, noise in _cases(device):
-        analog = aimc.convert_to_analog(digital, _config(noise)).eval()
+    for name, digital, x, config in _cases(device):
+        analog = aimc.convert_to_analog(digital, config).eval()
         aimc.calibrate(analog, [x])
         aimc.drift(analog, 3600.0)
         with torch.no_grad():
@@ -100,9 +106,8 @@ def peak_memory(case: str, mode: str, device: str) -> dict:
         digital = _resnet_like().to(device).eval()
         x = torch.randn(8, 3, 32, 32, device=device)
     else:
-        idx = {"linear": 0, "linear_noise": 1, "conv": 2}[case]
-        _, digital, x, _ = _cases(device)[idx]
-    noise = 0.01 if case == "linear_noise" else 0.0
+        idx = {"linear": 0, "linear_noise": 3, "conv": 4}[case]
+        _, digital, x, config = _cases(device)[idx]
     out = {"case": case, "mode": mode, "weights": sum(p.numel() for p in digital.parameters())}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -113,7 +118,8 @@ def peak_memory(case: str, mode: str, device: str) -> dict:
             out["eval_s"] = time.perf_counter() - t
         else:
             t = time.perf_counter()
-            model = aimc.convert_to_analog(digital, _config(noise)).eval()
+            model = aimc.convert_to_analog(digital, config if case != "resnet" else _config())
+            model = model.eval()
             out["convert_s"] = time.perf_counter() - t
             aimc.calibrate(model, [x])
             t = time.perf_counter()

@@ -210,6 +210,13 @@ class AnalogLayerBase(nn.Module):
             self._gens[key] = gen
         return gen
 
+    def __getstate__(self) -> dict[str, Any]:
+        # copies and pickles drop generators and caches: a copy restarts its random sequences
+        # from ``program_seed`` and recomputes its reads
+        state = self.__dict__.copy()
+        state["_gens"], state["_cache"], state["_scalars"] = {}, {}, {}
+        return state
+
     def _read_generators(self) -> list[torch.Generator]:
         return [self._generator("read", i) for i in range(_N_RNG_CHUNKS)]
 
