@@ -501,12 +501,17 @@ class AnalogLayerBase(nn.Module):
             return None
         key = ("comp", t, self._buffer_scalar("adc_range", lambda b: tuple(b.tolist())))
         if key not in self._cache:
-            ref0 = self._reference_read(0.0).abs()
-            ref_t = self._reference_read(t).abs()
+            # The chip keeps the reference outputs read right after programming and fits the
+            # gain that maps today's reads onto them: f = <ref0, ref0> / <ref0, ref_t>. Unlike a
+            # ratio of sums of |outputs|, zero-mean read and relaxation noise in ref_t does not
+            # bias it (E|a + n| > |a| made that ratio too small).
+            ref0 = self._reference_read(0.0)
+            ref_t = self._reference_read(t)
             if cfg.drift_compensation_mode == "global":
-                self._cache[key] = float(ref0.sum() / ref_t.sum().clamp_min(1e-30))
+                den = float((ref0 * ref_t).sum())
+                self._cache[key] = float((ref0 * ref0).sum()) / den if den > 0 else 1.0
             else:
-                num, den = ref0.sum(1), ref_t.sum(1)  # [Gr, N]
+                num, den = (ref0 * ref0).sum(1), (ref0 * ref_t).sum(1)  # [Gr, N]
                 self._cache[key] = torch.where(
                     den > 0, num / den.clamp_min(1e-30), torch.ones_like(num)
                 )
