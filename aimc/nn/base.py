@@ -65,6 +65,13 @@ def _f64_bits(values: list[float]) -> Tensor:
     return torch.tensor(values, dtype=torch.float64).view(torch.int64)
 
 
+@torch.no_grad()
+def _copy_parameters(src: nn.Module, dst: nn.Module) -> None:
+    dst.weight.copy_(src.weight)
+    if src.bias is not None:
+        dst.bias.copy_(src.bias)
+
+
 class AnalogLayerBase(nn.Module):
     """Base of ``AnalogLinear``, ``AnalogConv1d`` and ``AnalogConv2d`` (not used directly)."""
 
@@ -117,6 +124,50 @@ class AnalogLayerBase(nn.Module):
         if not _DEFER_PROGRAM.get():
             self.program()
         init_training_state(self)  # e.g. the learned DAC range gain
+
+    # ------------------------------------------------------------------ conversion
+    _FLOAT_MODULE: type[nn.Module]
+
+    @staticmethod
+    def _ctor_args(module: nn.Module) -> tuple:
+        """The positional constructor arguments (torch order) describing ``module``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_digital(
+        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+    ):
+        """An analog layer with ``module``'s hyper-parameters and weights, programmed with a
+        device draw from ``seed`` (default: ``config.seed``)."""
+        if not isinstance(module, cls._FLOAT_MODULE):
+            raise TypeError(
+                f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
+                f"got {type(module).__name__}"
+            )
+        w = module.weight
+        with deferred_programming():  # program once, with the real weights
+            layer = cls(*cls._ctor_args(module), config, device=w.device, dtype=w.dtype)
+        _copy_parameters(module, layer)
+        layer.program(seed)
+        return layer
+
+    @classmethod
+    def from_float(
+        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+    ):
+        """Alias of :meth:`from_digital` (the torch.ao name)."""
+        return cls.from_digital(module, config, seed)
+
+    def to_digital(self) -> nn.Module:
+        """The plain torch layer with this layer's hyper-parameters and digital master weights."""
+        w = self.weight
+        module = self._FLOAT_MODULE(*self._ctor_args(self), device=w.device, dtype=w.dtype)
+        _copy_parameters(self, module)
+        return module
+
+    def to_float(self) -> nn.Module:
+        """Alias of :meth:`to_digital` (the torch.ao name)."""
+        return self.to_digital()
 
     # ------------------------------------------------------------------ abstract parts
     def weight_matrix(self, weight: Optional[Tensor] = None) -> Tensor:

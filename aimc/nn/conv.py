@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from aimc import functional as AF
 from aimc.config import AnalogConfig
-from aimc.nn.base import AnalogLayerBase, deferred_programming
+from aimc.nn.base import AnalogLayerBase
 from aimc.tile.geometry import TileGeometry
 
 __all__ = ["AnalogConv1d", "AnalogConv2d"]
@@ -207,78 +207,20 @@ class _AnalogConvNd(AnalogLayerBase):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {self._analog_repr()}"
 
-    def to_digital(self) -> nn.Module:
-        """A plain torch conv with this layer's (digital master) weights."""
-        cls = self._FLOAT_MODULE
-        w = self.weight
-        conv = cls(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.bias is not None,
-            self.padding_mode,
-            device=w.device,
-            dtype=w.dtype,
+    @staticmethod
+    def _ctor_args(module: nn.Module) -> tuple:
+        m = module
+        return (
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            m.groups,
+            m.bias is not None,
+            m.padding_mode,
         )
-        with torch.no_grad():
-            conv.weight.copy_(w)
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
-
-    to_float = to_digital
-
-    @classmethod
-    def from_digital(
-        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
-    ):
-        """An analog conv with ``module``'s weights and hyper-parameters, programmed."""
-        if not isinstance(module, cls._FLOAT_MODULE):
-            raise TypeError(
-                f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
-                f"got {type(module).__name__}"
-            )
-        w = module.weight
-        with deferred_programming():
-            layer = cls(
-                module.in_channels,
-                module.out_channels,
-                module.kernel_size,
-                module.stride,
-                module.padding,
-                module.dilation,
-                module.groups,
-                module.bias is not None,
-                module.padding_mode,
-                config,
-                device=w.device,
-                dtype=w.dtype,
-            )
-        with torch.no_grad():
-            layer.weight.copy_(w)
-            if module.bias is not None:
-                layer.bias.copy_(module.bias)
-        layer.program(seed)
-        return layer
-
-    @classmethod
-    def from_float(cls, module, config=None, seed=None):
-        return cls.from_digital(module, config, seed)
-
-
-class AnalogConv1d(_AnalogConvNd, nn.Conv1d):
-    """``nn.Conv1d`` on tiled crossbars: the torch signature followed by ``config``.
-
-    Shape:
-        - Input: ``(N, C_in, L)`` or ``(C_in, L)``; Output: ``(N, C_out, L_out)``.
-    """
-
-    _FLOAT_MODULE = nn.Conv1d
-    _spatial = 1
 
     def __init__(
         self,
@@ -296,7 +238,7 @@ class AnalogConv1d(_AnalogConvNd, nn.Conv1d):
         device=None,
         dtype=None,
     ) -> None:
-        nn.Conv1d.__init__(
+        self._FLOAT_MODULE.__init__(
             self,
             in_channels,
             out_channels,
@@ -311,6 +253,17 @@ class AnalogConv1d(_AnalogConvNd, nn.Conv1d):
             dtype=dtype,
         )
         self._init_conv(config)
+
+
+class AnalogConv1d(_AnalogConvNd, nn.Conv1d):
+    """``nn.Conv1d`` on tiled crossbars: the torch signature followed by ``config``.
+
+    Shape:
+        - Input: ``(N, C_in, L)`` or ``(C_in, L)``; Output: ``(N, C_out, L_out)``.
+    """
+
+    _FLOAT_MODULE = nn.Conv1d
+    _spatial = 1
 
 
 class AnalogConv2d(_AnalogConvNd, nn.Conv2d):
@@ -324,35 +277,3 @@ class AnalogConv2d(_AnalogConvNd, nn.Conv2d):
 
     _FLOAT_MODULE = nn.Conv2d
     _spatial = 2
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size,
-        stride=1,
-        padding=0,
-        dilation=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        config: Optional[AnalogConfig] = None,
-        *,
-        device=None,
-        dtype=None,
-    ) -> None:
-        nn.Conv2d.__init__(
-            self,
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            device=device,
-            dtype=dtype,
-        )
-        self._init_conv(config)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from aimc import functional as AF
 from aimc.config import AnalogConfig
-from aimc.nn.base import AnalogLayerBase, deferred_programming
+from aimc.nn.base import AnalogLayerBase
 from aimc.tile.geometry import TileGeometry
 
 __all__ = ["AnalogLinear"]
@@ -72,50 +72,10 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         )
         self._init_analog(cfg, geometry)
 
-    # -- conversion
-    @classmethod
-    def from_digital(
-        cls, module: nn.Linear, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
-    ) -> AnalogLinear:
-        """An ``AnalogLinear`` with ``module``'s weights, programmed (``seed``: its draw)."""
-        if not isinstance(module, nn.Linear):
-            raise TypeError(f"from_digital expects an nn.Linear, got {type(module).__name__}")
-        w = module.weight
-        with deferred_programming():
-            layer = cls(
-                module.in_features,
-                module.out_features,
-                module.bias is not None,
-                config,
-                device=w.device,
-                dtype=w.dtype,
-            )
-        with torch.no_grad():
-            layer.weight.copy_(w)
-            if module.bias is not None:
-                layer.bias.copy_(module.bias)
-        layer.program(seed)
-        return layer
-
-    from_float = from_digital
-
-    def to_digital(self) -> nn.Linear:
-        """A plain ``nn.Linear`` with this layer's (digital master) weights."""
-        w = self.weight
-        lin = nn.Linear(
-            self.in_features,
-            self.out_features,
-            self.bias is not None,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        with torch.no_grad():
-            lin.weight.copy_(w)
-            if self.bias is not None:
-                lin.bias.copy_(self.bias)
-        return lin
-
-    to_float = to_digital
+    # -- conversion (``from_digital``/``to_digital`` live in the base class)
+    @staticmethod
+    def _ctor_args(module: nn.Linear) -> tuple:
+        return (module.in_features, module.out_features, module.bias is not None)
 
     # -- the analog parts
     def weight_matrix(self, weight: Optional[Tensor] = None) -> Tensor:
