@@ -22,6 +22,7 @@ from aimc.convert import (
     convert_to_analog,
     drift,
     program,
+    track_adc_saturation,
 )
 from aimc.cost import (
     CostReport,
@@ -58,6 +59,7 @@ __all__ = [
     "drift",
     "calibrate",
     "conversion_report",
+    "track_adc_saturation",
     "DEFAULT_ANALOG_MODULE_MAPPING",
     "get_default_analog_module_mapping",
     "functional",

@@ -23,6 +23,7 @@ __all__ = [
     "drift",
     "calibrate",
     "conversion_report",
+    "track_adc_saturation",
 ]
 
 log = logging.getLogger(__name__)
@@ -205,6 +206,36 @@ def calibrate(model: nn.Module, batches: Iterable) -> nn.Module:
     finally:
         model.train(was_training)
     return model
+
+
+@contextlib.contextmanager
+def track_adc_saturation(model: nn.Module) -> Iterator[dict[str, float]]:
+    """Count ADC reads that saturate in every analog layer while the block runs.
+
+    Yields a dict that, when the block ends, maps each analog layer's name to the fraction of
+    its ADC conversions (eval forwards, quantizing ADCs) whose value lay outside the full scale.
+    Counting costs one reduction pass per tile read.
+
+    Examples:
+        >>> import torch, aimc
+        >>> m = aimc.convert_to_analog(torch.nn.Linear(8, 2), aimc.AnalogConfig(device="ideal"))
+        >>> with aimc.track_adc_saturation(m) as rates:
+        ...     _ = m.eval()(torch.randn(4, 8))
+        >>> 0.0 <= rates[""] <= 1.0
+        True
+    """
+    layers = list(analog_layers(model))
+    for _, layer in layers:
+        layer._saturation = [0, 0]
+    rates: dict[str, float] = {}
+    try:
+        yield rates
+    finally:
+        for name, layer in layers:
+            saturated, total = layer._saturation
+            layer._saturation = None
+            if total:
+                rates[name] = saturated / total
 
 
 def conversion_report(model: nn.Module) -> str:

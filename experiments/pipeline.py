@@ -279,11 +279,13 @@ def evaluate_analog(
     seed: int = 0,
     batch_size: int = 256,
     on_draw: Any = None,
+    on_saturation: Any = None,
 ) -> list[dict[str, Any]]:
     """Accuracy at each time after programming over ``repeats`` device draws.
 
     Draw ``k`` programs every analog layer with seed ``seed + k`` and reads it at each time in
-    turn. ``on_draw(k, analog)`` is called after each programming. Returns one
+    turn. ``on_draw(k, analog)`` is called after each programming; ``on_saturation(t, rates)``
+    gets each layer's ADC saturation rate at each time of the first draw. Returns one
     ``{"t_s", "accuracy_mean", "accuracy_std", "repeats", "accuracies"}`` per time (std: the
     sample standard deviation over draws, 0 with one draw).
     """
@@ -297,7 +299,12 @@ def evaluate_analog(
             on_draw(k, analog)
         for j, t in enumerate(times_s):
             aimc.drift(analog, t=t)
-            acc[k, j] = accuracy(analog, test, batch_size)
+            if k == 0 and on_saturation is not None:
+                with aimc.track_adc_saturation(analog) as rates:
+                    acc[k, j] = accuracy(analog, test, batch_size)
+                on_saturation(t, rates)
+            else:
+                acc[k, j] = accuracy(analog, test, batch_size)
             bar.update()
     bar.close()
     rows = []
@@ -434,6 +441,10 @@ def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
         log.info("analog model:\n%s", aimc.conversion_report(analog))
         test = data.test.subset(exp.eval.max_samples, exp.seed + 3)
 
+        def on_saturation(t: float, rates: dict[str, float]) -> None:
+            for name, rate in rates.items():
+                tb.scalar(f"adc/saturation_rate/{name}", rate, int(t))
+
         def on_draw(k: int, net: nn.Module) -> None:
             if k == 0 and exp.logger.histograms:
                 _log_device_state(tb, net, exp.eval.times)
@@ -446,6 +457,7 @@ def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
             seed=exp.eval.seed,
             batch_size=exp.eval.batch_size,
             on_draw=on_draw,
+            on_saturation=on_saturation,
         )
         for row in rows:
             log.info(

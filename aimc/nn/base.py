@@ -121,6 +121,7 @@ class AnalogLayerBase(nn.Module):
         self._cache: dict[str, Any] = {}
         self._gens: dict[str, Any] = {}
         self._scalars: dict[Any, Any] = {}
+        self._saturation: Optional[list[int]] = None  # [saturated, all] ADC reads
         if not _DEFER_PROGRAM.get():
             self.program()
         init_training_state(self)  # e.g. the learned DAC range gain
@@ -506,6 +507,11 @@ class AnalogLayerBase(nn.Module):
                 noise = AF.randn_chunked(p.shape, gens, p.device, p.dtype)
                 noise = noise.mul_(fs * adc.noise)
                 p = p + noise if p.requires_grad else p.add_(noise)
+            if adc.bits is not None and self._saturation is not None:
+                # aimc.track_adc_saturation is counting reads that round beyond the full scale
+                over = p.detach().abs() > fs * (1.0 + 0.5 / adc.levels)
+                self._saturation[0] += int(over.sum())
+                self._saturation[1] += p.numel()
             if adc.bits is not None and p.requires_grad:  # clamp, then round_ste
                 p = adc_readout(p, fs, adc.levels)
             elif adc.bits is not None:  # the same values, in place; codes times the LSB

@@ -11,8 +11,9 @@ from aimc.nn import AnalogConv2d, AnalogLinear
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-                                      nn.Conv1d(4, 4, 1) if False else nn.Identity())
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv1d(4, 4, 1) if False else nn.Identity()
+        )
         self.block = nn.ModuleDict({"proj": nn.Linear(4 * 8 * 8, 16)})
         self.attn = nn.MultiheadAttention(16, 2)
         self.head = nn.Linear(16, 3)
@@ -103,3 +104,24 @@ def test_bad_model_operations():
         aimc.program(analog, seed=-3)
     with pytest.raises(TypeError, match="layer_configs"):
         aimc.convert_to_analog(digital, aimc.AnalogConfig(), layer_configs={"*": 3})
+
+
+def test_track_adc_saturation():
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 8, 8)
+    rates = {}
+    for fraction in (1.0, 0.1):
+        cfg = aimc.AnalogConfig(device="ideal", adc=aimc.ADCConfig(bits=6, range_fraction=fraction))
+        analog = aimc.convert_to_analog(_model(), cfg).eval()
+        aimc.calibrate(analog, [x])
+        with aimc.track_adc_saturation(analog) as r:
+            analog(x)
+        rates[fraction] = r
+    # The first layer sees exactly its calibration batch: at the calibrated max nothing clips.
+    # Deeper layers see the (quantized) analog activations, slightly off their calibration, so
+    # a few reads clip; a tenth of the range clips many more.
+    assert rates[1.0]["features.0"] == 0.0
+    assert rates[0.1]["features.0"] > 0.0
+    assert rates[1.0]["head"] < 0.05 < rates[0.1]["head"] <= 1.0
+    assert "attn.out_proj" not in rates[1.0]  # never run, nothing counted
+    assert all(layer._saturation is None for _, layer in aimc.analog_layers(analog))
