@@ -136,7 +136,7 @@ class MappingReport:
         lines = [head, "-" * len(head)]
         for lay in self.layers:
             matrix = f"{lay.in_rows}x{lay.out_cols}"
-            chips = ",".join(str(c) for c in lay.chips) if lay.chips else "-"
+            chips = _span(lay.chips)
             cores = "-" if lay.cores is None else str(lay.cores)
             lines.append(
                 f"{lay.name[:23]:<24}{lay.module[:13]:<14}{matrix:>14}"
@@ -244,3 +244,10 @@ def _replace(lay: LayerMapping, **changes: Any) -> LayerMapping:
     import dataclasses
 
     return dataclasses.replace(lay, **changes)
+
+
+def _span(chips: tuple[int, ...]) -> str:
+    """Chip indices as a short label: ``"-"``, ``"3"`` or ``"0-28"`` (placement is contiguous)."""
+    if not chips:
+        return "-"
+    return str(chips[0]) if len(chips) == 1 else f"{chips[0]}-{chips[-1]}"
