@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 import aimc
 from aimc.logging import TBLogger, time_tag
 from experiments import plots
-from experiments.config import Experiment
+from experiments.config import ConfigError, Experiment
 from experiments.datasets import DataSplit, ImageDataset, batches, load_dataset
 from experiments.models import build_model
 
@@ -112,11 +112,18 @@ def _file_lock(path: str) -> Iterator[None]:
 
 
 def _load_state_dict(path: str) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated, corrupt or non-torch file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"train.checkpoint={path!r}: not a readable torch state_dict "
+            f"(torch.load(weights_only=True) failed: {first})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(
+        raise ConfigError(
             f"train.checkpoint={path!r} holds a {type(state).__name__}, not a state_dict"
         )
     return state
@@ -202,7 +209,14 @@ def _digital_model(
     """Fill ``model`` with trained weights; returns where they came from and the history."""
     t = exp.train
     if t.checkpoint:
-        model.load_state_dict(_load_state_dict(t.checkpoint))
+        try:
+            model.load_state_dict(_load_state_dict(t.checkpoint))
+        except RuntimeError as err:  # keys or shapes of another model
+            detail = " ".join(str(err).split())
+            raise ConfigError(
+                f"train.checkpoint={t.checkpoint!r} does not fit model "
+                f"{type(model).__name__}: {detail}"
+            ) from None
         log.info("loaded the digital model from train.checkpoint=%s", t.checkpoint)
         return "checkpoint", []
     kwargs = {

@@ -131,3 +131,19 @@ def test_missing_dataset_stops_before_any_work(tmp_path):
     assert "train-images-idx3-ubyte" in str(info.value)
     assert str(tmp_path / "data" / "mnist") in str(info.value)
     assert os.listdir(tmp_path / "run") == []  # no checkpoint, no events, no results
+
+
+def test_corrupt_or_foreign_checkpoint_is_a_named_error(tmp_path):
+    import torch
+
+    from experiments.config import ConfigError
+    from experiments.pipeline import _load_state_dict
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x02not a checkpoint" * 10)
+    with pytest.raises(ConfigError, match="train.checkpoint=.*not a readable torch state_dict"):
+        _load_state_dict(str(bad))
+    other = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], other)
+    with pytest.raises(ConfigError, match="holds a list, not a state_dict"):
+        _load_state_dict(str(other))
