@@ -43,7 +43,7 @@ def _time(fn, device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _config(noise: float = 0.0, device: str = "pcm", read_noise: str = "forward"):
+def _config(noise: float = 0.0, device: str = "pcm", read_noise: str = "drift"):
     return aimc.AnalogConfig(
         device=device,
         tile=aimc.TileConfig(256, 256),
@@ -62,10 +62,10 @@ def _cases(device: str):
     x_conv = torch.randn(32, 64, 32, 32, device=device)
     lin_name = "AnalogLinear 1024x1024, batch 256"
     return [
-        (f"{lin_name}, PCM (read noise every forward)", lin, x_lin, _config()),
-        (f"{lin_name}, PCM, read_noise='drift'", lin, x_lin, _config(read_noise="drift")),
+        (f"{lin_name}, PCM (default config)", lin, x_lin, _config()),
         (f"{lin_name}, ideal device", lin, x_lin, _config(device="ideal")),
         (f"{lin_name}, PCM + ADC noise 0.01", lin, x_lin, _config(0.01)),
+        (f"{lin_name}, PCM, read_noise='forward'", lin, x_lin, _config(read_noise="forward")),
         ("AnalogConv2d 64->64 3x3, 32x32, batch 32, PCM", conv, x_conv, _config()),
     ]
 
@@ -106,7 +106,7 @@ def peak_memory(case: str, mode: str, device: str) -> dict:
         digital = _resnet_like().to(device).eval()
         x = torch.randn(8, 3, 32, 32, device=device)
     else:
-        idx = {"linear": 0, "linear_noise": 3, "conv": 4}[case]
+        idx = {"linear": 0, "linear_noise": 2, "conv": 4}[case]
         _, digital, x, config = _cases(device)[idx]
     out = {"case": case, "mode": mode, "weights": sum(p.numel() for p in digital.parameters())}
     if device == "cuda":

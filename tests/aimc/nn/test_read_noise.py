@@ -16,7 +16,8 @@ def test_pcm_read_noise_in_layer_outputs_matches_model():
     torch.manual_seed(0)
     in_f, out_f, n_fwd = 4, 256, 400
     dev = device_models.PCM(prog_noise_scale=0.0)  # isolate read noise (drift is deterministic)
-    cfg = aimc.AnalogConfig.ideal(device=dev, tile=aimc.TileConfig(16, 512))
+    # a fresh read per forward, so the forwards sample the read-noise distribution
+    cfg = aimc.AnalogConfig.ideal(device=dev, tile=aimc.TileConfig(16, 512), read_noise="forward")
     layer = aimc.AnalogLinear(in_f, out_f, bias=False, config=cfg).eval()
     t = 3600.0
     layer.drift_to(t)
