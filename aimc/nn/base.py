@@ -505,8 +505,10 @@ class AnalogLayerBase(nn.Module):
             if adc.noise > 0:  # additive output noise, std relative to the full scale
                 gens = [self._generator("adc", i) for i in range(_N_RNG_CHUNKS)]
                 noise = AF.randn_chunked(p.shape, gens, p.device, p.dtype)
-                noise = noise.mul_(fs * adc.noise)
-                p = p + noise if p.requires_grad else p.add_(noise)
+                if isinstance(fs, float) and not p.requires_grad:  # one fused pass
+                    p = p.add_(noise, alpha=fs * adc.noise)
+                else:
+                    p = p + noise * (fs * adc.noise)
             if adc.bits is not None and self._saturation is not None:
                 # aimc.track_adc_saturation is counting reads that round beyond the full scale
                 over = p.detach().abs() > fs * (1.0 + 0.5 / adc.levels)
