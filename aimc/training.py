@@ -23,6 +23,7 @@ hardware it was trained for::
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Optional
@@ -178,6 +179,7 @@ def fine_tune(
     lr: float,
     *,
     optimizer: str = "adam",
+    schedule: str = "constant",
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     loss_fn: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
@@ -192,6 +194,10 @@ def fine_tune(
         epochs: passes over ``loader`` (>= 0).
         lr: learning rate (> 0).
         optimizer: ``"adam"`` or ``"sgd"``.
+        schedule: learning rate over the epochs: ``"constant"`` (``lr`` throughout) or
+            ``"cosine"`` (``lr · (1 + cos(π e / epochs)) / 2`` in epoch ``e = 0 .. epochs - 1``,
+            annealed towards 0). Noisy hardware-aware training gains from the annealing: the
+            gradients carry the weight noise, and a small final rate averages it out.
         momentum: SGD momentum.
         weight_decay: L2 penalty of the optimizer.
         loss_fn: ``loss_fn(output, target)``; default cross-entropy.
@@ -210,12 +216,17 @@ def fine_tune(
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     else:
         raise ValueError(f"fine_tune: optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"fine_tune: schedule must be 'constant' or 'cosine', got {schedule!r}")
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
     was_training = model.training
     model.train()
     history = []
     try:
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            if schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
             total, n = 0.0, 0
             for x, y in loader:
                 opt.zero_grad(set_to_none=True)

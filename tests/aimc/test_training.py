@@ -438,6 +438,30 @@ def test_fine_tune_rejects_bad_arguments():
         fine_tune(_mlp(), [], epochs=1, lr=0.1, optimizer="lbfgs")
     with pytest.raises(ValueError, match="epochs"):
         fine_tune(_mlp(), [], epochs=-1, lr=0.1)
+    with pytest.raises(ValueError, match="schedule"):
+        fine_tune(_mlp(), [], epochs=1, lr=0.1, schedule="step")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_fine_tune_schedule_sets_the_rate_of_each_epoch(schedule):
+    # plain SGD without momentum: each step moves the weights by exactly lr_e * grad, so a
+    # hand-written loop with the documented rates must agree step for step
+    x, y = _data("mlp", n=32)
+    batches = [(x[:16], y[:16]), (x[16:], y[16:])]
+    epochs, lr = 4, 0.2
+    model, ref = _mlp(), _mlp()
+    fine_tune(model, batches, epochs, lr, optimizer="sgd", momentum=0.0, schedule=schedule)
+    opt = torch.optim.SGD(ref.parameters(), lr=lr, momentum=0.0)
+    for e in range(epochs):
+        rate = lr if schedule == "constant" else lr * 0.5 * (1 + math.cos(math.pi * e / epochs))
+        for group in opt.param_groups:
+            group["lr"] = rate
+        for xb, yb in batches:
+            opt.zero_grad()
+            F.cross_entropy(ref(xb), yb).backward()
+            opt.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q)
 
 
 def test_conv_layer_device_noise_in_float64():
