@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "perturb_train_tiles",
     "device_weight_noise",
+    "device_read",
     "input_range",
     "init_training_state",
     "clip_weights",
@@ -94,14 +95,24 @@ def perturb_train_tiles(layer: AnalogLayerBase, w: Tensor) -> Tensor:
     if tc.weight_noise == "none":
         return w
     gen = _train_generator(layer)
+    factor = None
     with torch.no_grad():
         if tc.weight_noise == "gaussian":
             delta = torch.randn(w.shape, generator=gen, device=w.device, dtype=w.dtype)
             delta.mul_(tc.weight_noise_std)
         else:
-            delta = device_weight_noise(layer, w.detach(), tc.noise_t_s, gen)
+            w_read, factor = device_read(layer, w.detach(), tc.noise_t_s, gen)
+            delta = w_read * factor - w.detach() if factor is not None else w_read - w.detach()
             if tc.device_noise_scale != 1.0:
                 delta.mul_(tc.device_noise_scale)
+    if factor is not None:
+        # The chip compensates drift after the ADC, so the tiles hold the drifted (smaller)
+        # weights and the ADC sees the smaller currents; the layer's forward applies the factor
+        # to its output, as the eval forward does.
+        layer._train_compensation = (
+            float(factor) if factor.numel() == 1 else factor.reshape(factor.shape[1], -1)
+        )
+        return (w + delta) / factor
     return w + delta
 
 
@@ -117,6 +128,17 @@ def device_weight_noise(
     layer compensates drift, rescaled by the ratio of summed ``|w|`` at programming and at
     ``t_s`` (globally or per column, as configured): the expectation of the reference read.
     """
+    w_read, factor = device_read(layer, w, t_s, generator)
+    return (w_read if factor is None else w_read * factor) - w
+
+
+@torch.no_grad()
+def device_read(
+    layer: AnalogLayerBase, w: Tensor, t_s: float, generator: Optional[torch.Generator] = None
+) -> tuple[Tensor, Optional[Tensor]]:
+    """One device draw of ``w`` read at ``t_s`` (uncompensated), and the drift-compensation
+    factor the layer would apply at ``t_s`` (``None`` when it does not compensate); see
+    :func:`device_weight_noise`."""
     dev, cfg = layer.config.device, layer.config
     gmin, dg = float(dev.g_min), layer._g_norm
     if layer._differential:
@@ -137,15 +159,15 @@ def device_weight_noise(
     else:
         g_read = g_t
     w_read = normalized(g_read)
-    if cfg.drift_compensation and dev.drifts and t_s > 0:
-        w0, wt = normalized(dev.conductance(state, 0.0)).abs(), normalized(g_t).abs()
-        if cfg.drift_compensation_mode == "global":
-            f = w0.sum() / wt.sum().clamp_min(1e-30)
-        else:  # per weight column: sum over slices, row tiles and rows
-            num, den = w0.sum(dim=(0, 2, 3), keepdim=True), wt.sum(dim=(0, 2, 3), keepdim=True)
-            f = torch.where(den > 0, num / den.clamp_min(1e-30), torch.ones_like(num))
-        w_read = w_read * f
-    return w_read - w
+    if not (cfg.drift_compensation and dev.drifts and t_s > 0):
+        return w_read, None
+    w0, wt = normalized(dev.conductance(state, 0.0)).abs(), normalized(g_t).abs()
+    if cfg.drift_compensation_mode == "global":
+        f = w0.sum() / wt.sum().clamp_min(1e-30)
+    else:  # per weight column: sum over slices, row tiles and rows
+        num, den = w0.sum(dim=(0, 2, 3), keepdim=True), wt.sum(dim=(0, 2, 3), keepdim=True)
+        f = torch.where(den > 0, num / den.clamp_min(1e-30), torch.ones_like(num))
+    return w_read, f
 
 
 # ---------------------------------------------------------------------- user-loop helpers

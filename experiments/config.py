@@ -72,13 +72,13 @@ class TrainSettings:
     checkpoint: Optional[str] = None
     cache: bool = True
     hardware_aware: bool = False
-    finetune_epochs: int = 3
-    finetune_lr: float = 0.0005
+    finetune_epochs: int = 20
+    finetune_lr: float = 0.002
     weight_noise: str = "device"
     weight_noise_std: float = 0.0
     noise_t_s: float = 31536000.0
     device_noise_scale: float = 2.0
-    clip_sigma: Optional[float] = 3.0
+    clip_sigma: Optional[float] = 2.0
     learn_input_range: bool = False
 
     def __post_init__(self) -> None:

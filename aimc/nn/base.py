@@ -122,6 +122,7 @@ class AnalogLayerBase(nn.Module):
         self._gens: dict[str, Any] = {}
         self._scalars: dict[Any, Any] = {}
         self._saturation: Optional[list[int]] = None  # [saturated, all] ADC reads
+        self._train_compensation: Any = None  # drift factor of a train forward's device read
         if not _DEFER_PROGRAM.get():
             self.program()
         init_training_state(self)  # e.g. the learned DAC range gain
@@ -618,8 +619,9 @@ class AnalogLayerBase(nn.Module):
             self._dac(x)
             return self._digital_forward(x)
         if self.training:
+            self._train_compensation = None
             w, scale = self._train_tiles()
-            comp = None
+            comp = self._train_compensation  # set by device weight noise that drifts
         else:
             with torch.no_grad():
                 self._ensure_programmed()

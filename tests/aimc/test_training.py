@@ -473,3 +473,27 @@ def test_conv_layer_device_noise_in_float64():
     y.sum().backward()
     assert conv.weight.grad.dtype == torch.float64
     assert bool(torch.isfinite(conv.weight.grad).all())
+
+
+def test_device_noise_training_compensates_after_the_adc():
+    """With device noise read at 1 year, the tiles hold the drifted weights (so the ADC sees the
+    smaller currents, as on the chip) and the output is rescaled after the ADC: the train
+    forward keeps the digital output scale."""
+    torch.manual_seed(0)
+    lin = nn.Linear(128, 64)
+    cfg = aimc.AnalogConfig(
+        device="pcm",
+        training=_hwa(weight_noise="device", noise_t_s=3.15e7),
+        dac=aimc.DACConfig(bits=None),
+        adc=aimc.ADCConfig(bits=None),
+    )
+    layer = AnalogLinear.from_digital(lin, cfg).train()
+    x = torch.randn(256, 128)
+    w_tiles, _ = layer._train_tiles()
+    assert layer._train_compensation > 1.5  # PCM loses about half its conductance in a year
+    v, sign, _ = layer._normalized_tiles(layer.weight)
+    assert float(w_tiles.abs().sum()) < 0.75 * float((v * sign).abs().sum())
+    with torch.no_grad():
+        y, ref = layer(x) - lin.bias, lin(x) - lin.bias
+    gain = float((y * ref).sum() / (ref * ref).sum())
+    assert abs(gain - 1.0) < 0.1, gain
