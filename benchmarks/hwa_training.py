@@ -23,7 +23,7 @@ The recipe defaults were chosen on validation splits carved from the training sp
 test split and the default seeds 3-5 were not used to choose them. Run (about 5 minutes on one
 thread)::
 
-    python benchmarks/hwa_training.py --draws 10 --md BENCHMARKS-hwa.md
+    python benchmarks/hwa_training.py --draws 10 --md /tmp/hwa.md   # the table in BENCHMARKS.md
 
 and, to compare recipes on validation data only, e.g.::
 
