@@ -9,6 +9,7 @@ by the DAC range to ``[-1, 1]``, weights by their scale to ``[-1, 1]``, currents
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -155,6 +156,17 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()))
         return _POOL
+
+
+def _forget_pool_in_child() -> None:
+    # A forked child (DataLoader workers, multiprocessing) inherits the executor object but not
+    # its threads: it must start its own, or submitted draws would wait forever.
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def randn_chunked(

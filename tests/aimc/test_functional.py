@@ -69,3 +69,19 @@ def test_randn_chunked_is_seeded_and_independent_of_threads():
         torch.set_num_threads(n)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert abs(float(a.mean())) < 5 / 300 and abs(float(a.std()) - 1) < 5 / (2 * 90000) ** 0.5
+
+
+def test_randn_chunked_works_in_a_forked_child():
+    import multiprocessing as mp
+
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    AF.randn_chunked((300, 300), gens)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        shape = pool.apply_async(_draw_in_child).get(timeout=30)
+    assert shape == (300, 300)
+
+
+def _draw_in_child():
+    gens = [torch.Generator().manual_seed(i) for i in range(4)]
+    return tuple(AF.randn_chunked((300, 300), gens).shape)
