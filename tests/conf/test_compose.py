@@ -215,3 +215,23 @@ def test_hardware_presets_match_aimc_presets(name):
     for key, value in want.items():  # YAML floats may round-trip to within an ulp
         assert got[key] == pytest.approx(value), key
     assert exp.technology == name
+
+
+def test_analog_config_is_a_structured_config():
+    """The library's dataclasses double as Hydra structured configs: typed overrides, and
+    validation when the real object is built."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ValidationError
+
+    import aimc
+
+    node = OmegaConf.structured(aimc.AnalogConfig)
+    node.adc.bits, node.tile.rows, node.device = 6, 128, "rram"
+    obj = OmegaConf.to_object(node)
+    assert isinstance(obj, aimc.AnalogConfig) and obj.adc.bits == 6 and obj.tile.rows == 128
+    assert type(obj.device).__name__ == "RRAM"
+    with pytest.raises(ValidationError):
+        node.adc.bits = "eight"
+    node.adc.bits = -3
+    with pytest.raises(ValueError, match="ADCConfig.bits"):
+        OmegaConf.to_object(node)
