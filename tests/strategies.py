@@ -23,6 +23,13 @@ def conv2d_args(draw):
     w = draw(st.integers(dilation[1] * (kw - 1) + 3, 9))
     bias = draw(st.booleans())
     return dict(
-        in_channels=cin, out_channels=cout, kernel_size=(kh, kw), stride=stride,
-        padding=padding, dilation=dilation, groups=groups, bias=bias, padding_mode=mode,
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=(kh, kw),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=bias,
+        padding_mode=mode,
     ), (h, w)
