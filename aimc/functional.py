@@ -25,6 +25,7 @@ __all__ = [
     "to_tile_layout",
     "from_tile_layout",
     "weight_scales",
+    "slice_coefficients",
     "slice_weights",
     "tile_matmul",
     "randn_chunked",
@@ -83,6 +84,28 @@ def weight_scales(wt: Tensor, mode: str, weights_per_col_tile: int) -> Tensor:
     return torch.where(s > 0, s, torch.ones_like(s)).contiguous()
 
 
+def slice_coefficients(
+    encoding: str,
+    weight_bits: Optional[int],
+    slices: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Shift-add weight of each slice ``[S]``: a full-scale digit of slice ``s`` (``b`` bits a
+    slice) is worth ``(2**b - 1) * 2**(b*s) / (2**magnitude_bits - 1)`` of the normalized value.
+
+    Examples:
+        >>> slice_coefficients("offset", 4, 2, torch.float64).tolist()
+        [0.2, 0.8]
+    """
+    if weight_bits is None or slices == 1:
+        return torch.ones(1, dtype=dtype, device=device)
+    mag_bits = weight_bits - 1 if encoding == "differential" else weight_bits
+    b, q_max = math.ceil(mag_bits / slices), float(2**mag_bits - 1)
+    vals = [(2.0**b - 1) * 2.0 ** (b * s) / q_max for s in range(slices)]
+    return torch.tensor(vals, dtype=dtype, device=device)
+
+
 def slice_weights(
     wn: Tensor, encoding: str, weight_bits: Optional[int], slices: int
 ) -> tuple[Tensor, Tensor]:
@@ -102,18 +125,16 @@ def slice_weights(
         [1.0]
     """
     u = wn.abs() if encoding == "differential" else (wn + 1.0) * 0.5
+    coef = slice_coefficients(encoding, weight_bits, slices, wn.dtype, wn.device)
     if weight_bits is None:
-        return u.unsqueeze(0), torch.ones(1, dtype=wn.dtype, device=wn.device)
+        return u.unsqueeze(0), coef
     mag_bits = weight_bits - 1 if encoding == "differential" else weight_bits
     q_max = float(2**mag_bits - 1)
     q = round_ste(u * q_max)
     if slices == 1:
-        return (q / q_max).unsqueeze(0), torch.ones(1, dtype=wn.dtype, device=wn.device)
+        return (q / q_max).unsqueeze(0), coef
     b = math.ceil(mag_bits / slices)
     d_max = float(2**b - 1)
-    coef = torch.tensor(
-        [d_max * 2.0 ** (b * s) / q_max for s in range(slices)], dtype=wn.dtype, device=wn.device
-    )
     rem = q.detach()
     parts = []
     for _ in range(slices):

@@ -29,14 +29,6 @@ _N_REF = 32  # reference vectors of the drift-compensation read
 class Periphery:
     """DAC, per-tile ADC, shift-add and row-tile accumulation, drift compensation."""
 
-    def _coef(self, like: Tensor) -> Tensor:
-        m = self.config.mapping
-        if m.weight_bits is None or m.slices == 1:
-            return torch.ones(1, dtype=like.dtype, device=like.device)
-        b, q_max = m.bits_per_slice, float(2**m.magnitude_bits - 1)
-        vals = [(2.0**b - 1) * 2.0 ** (b * s) / q_max for s in range(m.slices)]
-        return torch.tensor(vals, dtype=like.dtype, device=like.device)
-
     def _adc_needs_range(self) -> bool:
         return self.config.adc.bits is not None or self.config.adc.noise > 0
 
@@ -171,7 +163,9 @@ class Periphery:
                     unit = lsb  # folded into the (small) digital rescale below
                 else:
                     p = p.mul_(lsb)
-        coef = place(self._coef(p), ("s",))
+        m = self.config.mapping
+        coef = AF.slice_coefficients(m.encoding, m.weight_bits, m.slices, p.dtype, p.device)
+        coef = place(coef, ("s",))
         if unit is not None and p.shape[dims["s"]] > 1:
             coef, unit = coef * unit, None
         if p.shape[dims["s"]] == 1 and xsum is None:
