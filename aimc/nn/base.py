@@ -31,6 +31,17 @@ __all__ = ["AnalogLayerBase", "mix_seed", "name_seed"]
 log = logging.getLogger(__name__)
 
 _DEFER_PROGRAM = contextvars.ContextVar("aimc_defer_program", default=False)
+# TileGeometry fields saved in the ``layout`` buffer: a state_dict must match them to load
+_LAYOUT_FIELDS = (
+    "rows",
+    "cols",
+    "slices",
+    "cols_per_weight",
+    "groups",
+    "in_rows",
+    "out_cols",
+    "row_block",
+)
 
 
 @contextlib.contextmanager
@@ -86,16 +97,7 @@ class AnalogLayerBase(Periphery, nn.Module):
             "program_seed", torch.tensor([config.seed], dtype=torch.int64, device=dev)
         )
         self.register_buffer("weight_fingerprint", torch.zeros(3, dtype=torch.int64, device=dev))
-        layout = [
-            g.rows,
-            g.cols,
-            g.slices,
-            g.cols_per_weight,
-            g.groups,
-            g.in_rows,
-            g.out_cols,
-            g.row_block,
-        ]
+        layout = [getattr(g, name) for name in _LAYOUT_FIELDS]
         self.register_buffer("layout", torch.tensor(layout, dtype=torch.int64, device=dev))
         self._state_keys: tuple[str, ...] = ()
         self._calib: Optional[str] = None  # None | "dac" | "adc" while aimc.calibrate runs
@@ -165,8 +167,9 @@ class AnalogLayerBase(Periphery, nn.Module):
     def _check_input(self, x: Tensor) -> None:
         raise NotImplementedError
 
-    def _tiles_forward(self, xq: Tensor, w: Tensor) -> Tensor:
-        """Normalized outputs of the tiles for normalized (quantized) inputs ``xq``."""
+    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor, pw: Optional[Tensor]) -> Tensor:
+        """Normalized outputs of tiles ``w`` (weight scales ``scale``) for normalized inputs
+        ``xq``; ``pw``: shift-add weights of bit-serial input planes, or ``None``."""
         raise NotImplementedError
 
     def mvm_count(self, x: Tensor) -> int:
@@ -423,10 +426,14 @@ class AnalogLayerBase(Periphery, nn.Module):
     def _apply(self, fn, *args, **kwargs):
         # .to() / .double() / .cuda(): cached reads and generators live on the old device/dtype
         out = super()._apply(fn, *args, **kwargs)
+        self._forget_derived()
+        return out
+
+    def _forget_derived(self) -> None:
+        """Drop what is derived from the buffers (reads, generators, cached scalars)."""
         self._cache.clear()
         self._gens.clear()
         self._scalars.clear()
-        return out
 
     # ------------------------------------------------------------------ state dict
     def _load_from_state_dict(
@@ -434,18 +441,8 @@ class AnalogLayerBase(Periphery, nn.Module):
     ):
         lay = state_dict.get(prefix + "layout")
         if lay is not None and not torch.equal(lay.cpu(), self.layout.cpu()):
-            names = [
-                "rows",
-                "cols",
-                "slices",
-                "cols_per_weight",
-                "groups",
-                "in_rows",
-                "out_cols",
-                "row_block",
-            ]
-            got = dict(zip(names, lay.tolist()))
-            want = dict(zip(names, self.layout.tolist()))
+            got = dict(zip(_LAYOUT_FIELDS, lay.tolist()))
+            want = dict(zip(_LAYOUT_FIELDS, self.layout.tolist()))
             raise ValueError(
                 f"state_dict for {prefix.rstrip('.') or self.layer_name} comes from a different "
                 f"tile layout: it has {got}, this layer has {want}"
@@ -470,9 +467,7 @@ class AnalogLayerBase(Periphery, nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        self._cache.clear()
-        self._gens.clear()
-        self._scalars.clear()
+        self._forget_derived()
         self._programmed_at = None
 
     def _analog_repr(self) -> str:

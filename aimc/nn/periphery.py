@@ -206,8 +206,9 @@ class Periphery:
             # gain that maps today's reads onto them: f = <ref0, ref0> / <ref0, ref_t>. Unlike a
             # ratio of sums of |outputs|, zero-mean read and relaxation noise in ref_t does not
             # bias it (E|a + n| > |a| made that ratio too small).
-            ref0 = self._reference_read(0.0)
-            ref_t = self._reference_read(t)
+            xr = self._reference_inputs()
+            ref0 = self._reference_read(xr, 0.0)
+            ref_t = self._reference_read(xr, t)
             if cfg.drift_compensation_mode == "global":
                 den = float((ref0 * ref_t).sum())
                 self._cache[key] = float((ref0 * ref0).sum()) / den if den > 0 else 1.0
@@ -238,8 +239,8 @@ class Periphery:
         return signs * alpha
 
     @torch.no_grad()
-    def _reference_read(self, t: float) -> Tensor:
-        xr = self._reference_inputs()
+    def _reference_read(self, xr: Tensor, t: float) -> Tensor:
+        """The read-out of reference inputs ``xr`` ``[M, groups, in_rows]`` at time ``t``."""
         w = self._read_tiles(t)
         p = AF.tile_matmul(xr, w)
         xsum = None
