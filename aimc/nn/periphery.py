@@ -42,20 +42,10 @@ class Periphery:
         dac = self.config.dac
         if not self._dac_needs_range():
             return x, 1.0, None
-        if dac.range_mode == "dynamic":
-            r = x.detach().abs().flatten(1).amax(1) if x.dim() > 1 else x.detach().abs().amax()
-            r = torch.where(r > 0, r, torch.ones_like(r))
-            r_b = r.view(-1, *([1] * (x.dim() - 1))) if x.dim() > 1 else r
-        else:
-            if self._calib == "dac":  # recording input statistics only
-                self._observe("dac", AF.percentile_abs(x, dac.percentile))
-                return x, 1.0, None
-            if self._dac_range_value <= 0:
-                self.dac_range.fill_(max(AF.percentile_abs(x, dac.percentile), 1e-12))
-                log.info("%s: DAC range auto-calibrated on the first batch", self.layer_name)
-            r = r_b = input_range(self)
-            if r is self.dac_range:  # a plain calibrated range: use the cached Python float
-                r = r_b = self._dac_range_value
+        if self._calib == "dac" and dac.range_mode == "calibrated":  # recording statistics only
+            self._observe("dac", AF.percentile_abs(x, dac.percentile))
+            return x, 1.0, None
+        r, r_b = self._dac_range(x, auto_calibrate=True)
         if dac.bits is None:
             return x / r_b, r, None
         lo = -dac.levels if dac.signed else 0
@@ -75,6 +65,26 @@ class Periphery:
             [2.0**j / dac.levels for j in range(dac.cycles)], dtype=x.dtype, device=x.device
         )
         return planes.flatten(0, 1), r, pw
+
+    def _dac_range(self, x: Tensor, auto_calibrate: bool) -> tuple[Tensor | float, Tensor | float]:
+        """The DAC full scale in input units, and the same broadcastable against ``x``: per
+        sample (``"dynamic"``) or the calibrated range (times a learned gain). An uncalibrated
+        layer sets it from ``x`` when ``auto_calibrate``, else just uses ``max |x|``."""
+        dac = self.config.dac
+        if dac.range_mode == "dynamic":
+            r = x.detach().abs().flatten(1).amax(1) if x.dim() > 1 else x.detach().abs().amax()
+            r = torch.where(r > 0, r, torch.ones_like(r))
+            return r, (r.view(-1, *([1] * (x.dim() - 1))) if x.dim() > 1 else r)
+        if self._dac_range_value <= 0:
+            if not auto_calibrate:
+                r = x.detach().abs().amax().clamp_min(1e-30)
+                return r, r
+            self.dac_range.fill_(max(AF.percentile_abs(x, dac.percentile), 1e-12))
+            log.info("%s: DAC range auto-calibrated on the first batch", self.layer_name)
+        r = input_range(self)
+        if r is self.dac_range:  # a plain calibrated range: use the cached Python float
+            r = self._dac_range_value
+        return r, r
 
     def _observe(self, key: str, value: float) -> None:
         self._calib_stats[key] = max(self._calib_stats.get(key, 0.0), value)
@@ -255,10 +265,7 @@ class Periphery:
         dac = self.config.dac
         if not self._dac_needs_range():
             return x
-        if dac.range_mode == "dynamic":
-            r = x.abs().flatten(1).amax(1).clamp_min(1e-30).view(-1, *([1] * (x.dim() - 1)))
-        else:
-            r = input_range(self) if self._dac_range_value > 0 else x.abs().amax().clamp_min(1e-30)
+        _, r_b = self._dac_range(x, auto_calibrate=False)
         if dac.bits is None:
-            return x / r
-        return quantize_dac(x, r, dac.levels, dac.signed)
+            return x / r_b
+        return quantize_dac(x, r_b, dac.levels, dac.signed)
