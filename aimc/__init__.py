@@ -6,7 +6,7 @@ analog layers on tiled crossbars) and the cost estimate.
 
 from __future__ import annotations
 
-from aimc import cost, functional, presets, training
+from aimc import cost, functional, presets, sampling, training
 from aimc.config import (
     ADCConfig,
     AnalogConfig,
@@ -65,6 +65,7 @@ __all__ = [
     "functional",
     "cost",
     "presets",
+    "sampling",
     "training",
     "clip_weights",
     "fine_tune",

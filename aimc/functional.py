@@ -9,16 +9,14 @@ by the DAC range to ``[-1, 1]``, weights by their scale to ``[-1, 1]``, currents
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from aimc.sampling import fill_normal_
 from device_models.converters import round_ste
 
 __all__ = [
@@ -146,48 +144,34 @@ def slice_weights(
     return torch.stack(parts), coef
 
 
-def tile_matmul(x: Tensor, w: Tensor) -> Tensor:
+def tile_matmul(x: Tensor, w: Tensor, add: Optional[Tensor] = None, alpha: float = 1.0) -> Tensor:
     """Column currents of every tile: ``x`` ``[M, Gr, K]`` and ``w`` ``[S, Gr, n_rt, R, N]``.
 
-    Returns the partial sums ``[S, Gr, n_rt, M, N]`` (one batched matmul over all tiles).
+    Returns the partial sums ``[S, Gr, n_rt, M, N]`` (one batched matmul over all tiles). With
+    ``add`` (contiguous, of the result's shape) returns ``add + alpha * currents``, computed in
+    place in ``add`` by the matmul itself (BLAS ``beta = 1``: no extra pass over the result).
 
     Examples:
         >>> tile_matmul(torch.ones(2, 1, 3), torch.ones(1, 1, 2, 2, 4)).shape
         torch.Size([1, 1, 2, 2, 4])
+        >>> tile_matmul(torch.ones(2, 1, 2), torch.ones(1, 1, 1, 2, 1), torch.ones(1, 1, 1, 2, 1),
+        ...             alpha=0.5).flatten().tolist()
+        [2.0, 2.0]
     """
     m, gr, k = x.shape
     s, _, n_rt, r, n = w.shape
     if n_rt * r != k:
         x = F.pad(x, (0, n_rt * r - k))
     xt = x.reshape(m, gr, n_rt, r).permute(1, 2, 0, 3)  # [Gr, n_rt, M, R]
+    if add is not None:
+        b = s * gr * n_rt
+        xb = xt.unsqueeze(0).expand(s, gr, n_rt, m, r).reshape(b, m, r)
+        out = add.view(b, m, n).baddbmm_(xb, w.reshape(b, r, n), alpha=alpha)
+        return out.view(s, gr, n_rt, m, n)
     if s == 1:
         out = torch.matmul(xt.reshape(gr * n_rt, m, r), w.reshape(gr * n_rt, r, n))
         return out.reshape(1, gr, n_rt, m, n)
     return torch.matmul(xt.unsqueeze(0), w)
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-_CHUNK_MIN = 1 << 16
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()))
-        return _POOL
-
-
-def _forget_pool_in_child() -> None:
-    # A forked child (DataLoader workers, multiprocessing) inherits the executor object but not
-    # its threads: it must start its own, or submitted draws would wait forever.
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def randn_chunked(
@@ -197,34 +181,22 @@ def randn_chunked(
     dtype: torch.dtype = torch.float32,
     std: Optional[Tensor] = None,
     mean: Optional[Tensor] = None,
+    sigma: float = 1.0,
 ) -> Tensor:
-    """Normal samples ``mean + std * N(0, 1)`` drawn in ``len(generators)`` chunks in parallel.
+    """Normal samples ``mean + std * N(0, sigma^2)`` drawn in ``len(generators)`` chunks.
 
-    torch's CPU normal sampler is single threaded; chunks with their own generators are drawn
-    (and scaled and shifted, when ``std``/``mean`` of the full ``shape`` are given) concurrently,
-    since torch releases the GIL. The result depends only on the generators' states and the
-    number of chunks, never on the thread count. On CUDA the first generator draws it all.
+    Each chunk comes from its own generator (:func:`aimc.sampling.fill_normal_`: oneMKL where
+    installed, else torch's sampler with CPU chunks drawn concurrently), so the result depends
+    only on the generators' states, the number of chunks and the sampler, never on thread
+    counts. ``sigma`` costs nothing extra (the samplers scale as they draw); ``std``/``mean`` of
+    the full ``shape`` are applied afterwards.
 
     Examples:
         >>> gens = [torch.Generator().manual_seed(i) for i in range(2)]
         >>> randn_chunked((3, 4), gens).shape
         torch.Size([3, 4])
     """
-    out = torch.empty(tuple(shape), device=device, dtype=dtype)
-    n_chunks = len(generators)
-    if torch.device(device).type != "cpu" or out.numel() < _CHUNK_MIN:
-        n_chunks = 1
-    if n_chunks == 1:
-        out.normal_(generator=generators[0])
-    else:
-        # Only the (serial) sampler runs in the worker threads: an elementwise op there would
-        # start an OpenMP team per thread and oversubscribe the cores for later ops.
-        parts = out.view(-1).chunk(n_chunks)
-        futures = [
-            _pool().submit(part.normal_, generator=gen) for part, gen in zip(parts, generators)
-        ]
-        for f in futures:
-            f.result()
+    out = fill_normal_(torch.empty(tuple(shape), device=device, dtype=dtype), generators, sigma)
     if std is not None and mean is not None:
         return torch.addcmul(mean, out, std, out=out)
     if std is not None:

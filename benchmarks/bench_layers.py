@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/bench_layers.py [--threads 2] [--device cpu|cuda] [--repeats 20]
+        [--sampler auto|torch|mkl] [--speed-only]
 
 Prints a Markdown table of median times and ratios (analog / torch) for the cases of issue 2:
 AnalogLinear 1024x1024 at batch 256 (with and without ADC output noise) and AnalogConv2d
@@ -100,6 +101,7 @@ def peak_memory(case: str, mode: str, device: str) -> dict:
     """Peak memory of one case run in this fresh process: ``mode`` "digital" runs the torch
     model, "analog" converts, calibrates and evaluates it. CPU: the peak RSS (VmHWM) above the
     RSS after imports; CUDA: peak allocated memory."""
+    aimc.sampling.normal_sampler()  # loads oneMKL (if installed) before the baseline: a library
     base_mb = _proc_status_mb("VmRSS")
     torch.manual_seed(0)
     if case == "resnet":
@@ -153,6 +155,8 @@ def _measure(case: str, mode: str, args) -> dict:
         args.device,
         "--threads",
         str(args.threads),
+        "--sampler",
+        args.sampler,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -163,17 +167,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--sampler",
+        default="auto",
+        choices=aimc.sampling.SAMPLERS,
+        help="backend of the per-forward normal draws (aimc.sampling)",
+    )
+    parser.add_argument("--speed-only", action="store_true", help="skip the memory table")
     parser.add_argument("--memory-case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="analog", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    aimc.sampling.set_normal_sampler(args.sampler)
     if args.memory_case:
         print(json.dumps(peak_memory(args.memory_case, args.mode, args.device)))
         return
-    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}\n")
+    sampler = aimc.sampling.normal_sampler(args.device)
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {args.threads}, "
+        f"normal sampler {sampler}\n"
+    )
     print("| case | torch (ms) | aimc (ms) | ratio |\n|---|---|---|---|")
     for r in run_speed(args.device, args.repeats):
         print(f"| {r['case']} | {r['torch_ms']:.2f} | {r['aimc_ms']:.2f} | {r['ratio']:.2f}x |")
+    if args.speed_only:
+        return
     unit = "peak CUDA memory" if args.device == "cuda" else "peak RSS over imports"
     print(
         f"\n| case | weights | convert (s) | analog eval (s) | torch {unit} (MB) "

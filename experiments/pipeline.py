@@ -498,6 +498,8 @@ def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
             "digital_accuracy": digital_acc,
             "digital_source": source,
             "cache_key": exp.cache_key,
+            # which normal sampler drew the per-forward noise: a seed's numbers depend on it
+            "normal_sampler": aimc.sampling.normal_sampler(),
             "analog": rows,
             "cost": cost,
             "train_history": history,

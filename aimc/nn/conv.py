@@ -126,9 +126,10 @@ class _AnalogConvNd(AnalogLayerBase):
             wo = (wd + 2 * pad2[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
             rows = cols.view(pb, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
             rows = rows.reshape(pb * length, g.groups, g.in_rows)
-            p = AF.tile_matmul(rows, w)
+            p, lsb_units = self._tile_read(rows, w)
             xsum = None if diff else AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
-            y = self._accumulate(p, {"s": 0, "g": 1, "rt": 2, "n": 4}, scale, xsum)
+            dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
+            y = self._accumulate(p, dims, scale, xsum, lsb_units=lsb_units)
             y = y.view(g.groups, pb, length, g.out_cols).permute(1, 0, 3, 2)
             y = y.reshape(pb, g.groups * g.out_cols, ho, wo)
         if pw is not None:  # shift-add the bit-serial input cycles

@@ -102,11 +102,12 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
 
     def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor, pw: Optional[Tensor]):
         rows = xq.unsqueeze(1)  # [M, groups=1, in_features]
-        p = AF.tile_matmul(rows, w)
+        p, lsb_units = self._tile_read(rows, w)
         xsum = None
         if not self._differential:
             xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
-        y = self._accumulate(p, {"s": 0, "g": 1, "rt": 2, "n": 4}, scale, xsum)[0]
+        dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
+        y = self._accumulate(p, dims, scale, xsum, lsb_units=lsb_units)[0]
         if pw is not None:  # shift-add the bit-serial input cycles
             y = (y.view(pw.numel(), -1, self.out_features) * pw.view(-1, 1, 1)).sum(0)
         return y

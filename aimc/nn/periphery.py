@@ -124,6 +124,31 @@ class Periphery:
         shape[s_dim] = -1
         return fs.view(shape)
 
+    def _tile_read(self, rows: Tensor, w: Tensor) -> tuple[Tensor, bool]:
+        """Partial sums of ``rows`` ``[M, Gr, K]`` on the tiles ``w`` (:func:`AF.tile_matmul`),
+        and whether they come back in ADC LSB units with the output noise already added.
+
+        That fused read applies to inference reads with ADC output noise, an ADC of fixed bits
+        and a full scale already known as one number: the noise is drawn first, in LSB units,
+        and the matmul accumulates ``currents / LSB`` into it (one GEMM, no separate add and
+        divide passes over the partial sums). Otherwise the currents come back as they are."""
+        adc = self.config.adc
+        fused = (
+            adc.noise > 0
+            and adc.bits is not None
+            and self._calib is None
+            and not (torch.is_grad_enabled() and (rows.requires_grad or w.requires_grad))
+        )
+        if fused and adc.range_mode == "calibrated":
+            fused = self.geometry.slices == 1 and self._adc_range_min > 0
+        if not fused:
+            return AF.tile_matmul(rows, w), False
+        fs = self._adc_full_scale(w, 0)
+        shape = (*w.shape[:3], rows.shape[0], w.shape[-1])
+        gens = [self._generator("adc", i) for i in range(N_RNG_CHUNKS)]
+        noise = AF.randn_chunked(shape, gens, w.device, w.dtype, sigma=adc.noise * adc.levels)
+        return AF.tile_matmul(rows, w, add=noise, alpha=adc.levels / fs), True
+
     def _accumulate(
         self,
         p: Tensor,
@@ -132,16 +157,18 @@ class Periphery:
         xsum: Optional[Tensor] = None,
         calibrated: bool = False,
         out: Optional[Tensor] = None,
+        lsb_units: bool = False,
     ) -> Tensor:
         """ADC per tile column, then the digital shift-add over slices, rescale and the sum of
         row tiles. ``p`` holds partial sums with axes named by ``dims`` (``s``, ``g``, ``rt``,
         ``n``); ``xsum`` (offset encoding) is the sum of each row tile's inputs, shaped like
         ``p`` without the slice and column axes kept as size 1. ``calibrated``: the caller
         already ran :meth:`_calibrate_adc` on all row tiles. ``out``: a running sum to add the
-        result to (in place when no gradient is needed)."""
+        result to (in place when no gradient is needed). ``lsb_units``: ``p`` comes from the
+        fused read of :meth:`_tile_read` (in LSB units, noise added)."""
         adc, nd = self.config.adc, p.dim()
         unit = None  # an LSB still to multiply in
-        if not calibrated:
+        if not calibrated and not lsb_units:
             self._calibrate_adc([p], dims["s"])
 
         def place(t: Tensor, names: tuple[str, ...]) -> Tensor:
@@ -150,7 +177,18 @@ class Periphery:
                 shape[dims[name]] = size
             return t.reshape(shape)
 
-        if self._adc_needs_range() and self._calib != "adc":
+        if lsb_units:  # the fused read: round and saturate the codes, the LSB multiplied later
+            fs = self._adc_full_scale(p, dims["s"])
+            if self._saturation is not None:
+                self._saturation[0] += int((p.abs() > adc.levels + 0.5).sum())
+                self._saturation[1] += p.numel()
+            p = p.round_().clamp_(-adc.levels, adc.levels)
+            lsb = fs / adc.levels
+            if xsum is None:
+                unit = lsb
+            else:
+                p = p.mul_(lsb)
+        elif self._adc_needs_range() and self._calib != "adc":
             fs = self._adc_full_scale(p, dims["s"])
             if adc.noise > 0:  # additive output noise, std relative to the full scale
                 gens = [self._generator("adc", i) for i in range(N_RNG_CHUNKS)]

@@ -10,6 +10,7 @@ import torch
 from exp_helpers import compose_config, tiny
 from tensorboard.backend.event_processing import event_accumulator as ea
 
+import aimc
 from experiments.config import build
 from experiments.models import MLP
 from experiments.pipeline import RESULTS, run
@@ -38,6 +39,7 @@ def test_results_json_schema(single):
     assert 0.5 < on_disk["digital_accuracy"] <= 1.0  # 2 epochs on 300 digits
     assert on_disk["config"]["adc"]["bits"] == 8 and on_disk["config"]["device"]["_target_"]
     assert [r["t_s"] for r in on_disk["analog"]] == [1.0, 86400.0]
+    assert on_disk["normal_sampler"] == aimc.sampling.normal_sampler() in ("torch", "mkl")
     for row in on_disk["analog"]:
         assert set(row) >= {"t_s", "accuracy_mean", "accuracy_std", "repeats"}
         assert row["repeats"] == 2 and len(row["accuracies"]) == 2

@@ -305,3 +305,49 @@ def test_every_device_gives_finite_outputs_and_round_trips(name):
         assert torch.equal(fresh.state_dict()[key], value), key
     # a digital round trip keeps the master weights
     torch.testing.assert_close(layer.to_digital().weight, lin.weight, rtol=0, atol=0)
+
+
+def _noisy_pair(noise: float, fraction: float = 1.0):
+    """Two identical calibrated layers whose ADC noise generators start alike."""
+    import copy
+
+    torch.manual_seed(3)
+    lin = nn.Linear(300, 40)
+    cfg = aimc.AnalogConfig(
+        device="ideal",
+        tile=aimc.TileConfig(64, 64),
+        adc=aimc.ADCConfig(bits=6, noise=noise, range_fraction=fraction),
+        seed=2,
+    )
+    layer = AnalogLinear.from_digital(lin, cfg).eval()
+    x = torch.randn(500, 300)
+    aimc.calibrate(layer, [x])
+    return copy.deepcopy(layer), copy.deepcopy(layer), x
+
+
+def test_fused_noise_read_equals_the_general_path(normal_sampler):
+    # An inference read with ADC noise draws the noise first (in LSB units) and lets the matmul
+    # add into it; a read that needs gradients takes the general path (currents, then noise,
+    # then the STE readout). Same draws, so the same codes except where a value lands within
+    # float rounding of a rounding boundary.
+    fused, general, x = _noisy_pair(0.05)
+    with torch.no_grad():
+        y_fused = fused(x)
+        p, lsb_units = fused._tile_read(x.unsqueeze(1), fused._read_tiles(fused.t_s))
+    assert lsb_units and p.shape == (1, 1, 5, 500, 40)
+    y_general = general(x.clone().requires_grad_(True)).detach()
+    off = (y_fused - y_general).abs() > 1e-5 * y_general.abs().max()
+    assert float(off.float().mean()) < 1e-3
+    assert not torch.equal(y_fused, fused(x))  # new noise on every read
+
+
+def test_fused_read_counts_saturation_like_the_general_path():
+    fused, general, x = _noisy_pair(0.02, fraction=0.3)
+    with aimc.track_adc_saturation(fused) as r_fused:
+        with torch.no_grad():
+            fused(x)
+    with aimc.track_adc_saturation(general) as r_general:
+        general(x.clone().requires_grad_(True))
+    rate = r_general[""]
+    assert 0.01 < rate < 1.0
+    assert abs(r_fused[""] - rate) < 1e-3
