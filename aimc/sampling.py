@@ -123,9 +123,10 @@ class _MKL:
 
 def _load_mkl() -> Optional[_MKL]:
     global _mkl, _mkl_error, _mkl_tried
+    if _mkl_tried:
+        return _mkl
     with _load_lock:
         if not _mkl_tried:
-            _mkl_tried = True
             errors = []
             for path in _candidates():
                 if not path.is_file():
@@ -142,6 +143,7 @@ def _load_mkl() -> Optional[_MKL]:
                     f"{sorted({str(p.parent) for p in _candidates()})} "
                     '(install the "fast" extra: pip install "aimc[fast]", or set AIMC_MKL_RT)'
                 )
+            _mkl_tried = True  # last: other threads read it without the lock
     return _mkl
 
 
