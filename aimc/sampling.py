@@ -100,10 +100,10 @@ class _MKL:
             raise RuntimeError(f"oneMKL vslNewStreamEx failed with status {status}")
         try:
             if out.dtype == torch.float64:
-                fn, scalar, size = lib.vdRngGaussian, ctypes.c_double, 8
+                fn, scalar = lib.vdRngGaussian, ctypes.c_double
             else:
-                fn, scalar, size = lib.vsRngGaussian, ctypes.c_float, 4
-            ptr, left = out.data_ptr(), out.numel()
+                fn, scalar = lib.vsRngGaussian, ctypes.c_float
+            ptr, left, size = out.data_ptr(), out.numel(), out.element_size()
             while left > 0:
                 n = min(left, _MAX_PER_CALL)
                 status = fn(

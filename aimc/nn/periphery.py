@@ -143,7 +143,7 @@ class Periphery:
             fused = self.geometry.slices == 1 and self._adc_range_min > 0
         if not fused:
             return AF.tile_matmul(rows, w), False
-        fs = self._adc_full_scale(w, 0)
+        fs = self._adc_full_scale(w, 0)  # one number here (``w`` only stands in for the shape)
         shape = (*w.shape[:3], rows.shape[0], w.shape[-1])
         gens = [self._generator("adc", i) for i in range(N_RNG_CHUNKS)]
         noise = AF.randn_chunked(shape, gens, w.device, w.dtype, sigma=adc.noise * adc.levels)
@@ -177,20 +177,9 @@ class Periphery:
                 shape[dims[name]] = size
             return t.reshape(shape)
 
-        if lsb_units:  # the fused read: round and saturate the codes, the LSB multiplied later
+        if lsb_units or (self._adc_needs_range() and self._calib != "adc"):
             fs = self._adc_full_scale(p, dims["s"])
-            if self._saturation is not None:
-                self._saturation[0] += int((p.abs() > adc.levels + 0.5).sum())
-                self._saturation[1] += p.numel()
-            p = p.round_().clamp_(-adc.levels, adc.levels)
-            lsb = fs / adc.levels
-            if xsum is None:
-                unit = lsb
-            else:
-                p = p.mul_(lsb)
-        elif self._adc_needs_range() and self._calib != "adc":
-            fs = self._adc_full_scale(p, dims["s"])
-            if adc.noise > 0:  # additive output noise, std relative to the full scale
+            if adc.noise > 0 and not lsb_units:  # output noise, std relative to the full scale
                 gens = [self._generator("adc", i) for i in range(N_RNG_CHUNKS)]
                 noise = AF.randn_chunked(p.shape, gens, p.device, p.dtype)
                 if isinstance(fs, float) and not p.requires_grad:  # one fused pass
@@ -199,14 +188,15 @@ class Periphery:
                     p = p + noise * (fs * adc.noise)
             if adc.bits is not None and self._saturation is not None:
                 # aimc.track_adc_saturation is counting reads that round beyond the full scale
-                over = p.detach().abs() > fs * (1.0 + 0.5 / adc.levels)
-                self._saturation[0] += int(over.sum())
+                bound = adc.levels + 0.5 if lsb_units else fs * (1.0 + 0.5 / adc.levels)
+                self._saturation[0] += int((p.detach().abs() > bound).sum())
                 self._saturation[1] += p.numel()
             if adc.bits is not None and p.requires_grad:  # clamp, then round_ste
                 p = adc_readout(p, fs, adc.levels)
             elif adc.bits is not None:  # the same values, in place; codes times the LSB
                 lsb = fs / adc.levels
-                p = p.div_(lsb).round_().clamp_(-adc.levels, adc.levels)
+                p = p if lsb_units else p.div_(lsb)
+                p = p.round_().clamp_(-adc.levels, adc.levels)
                 if xsum is None:
                     unit = lsb  # folded into the (small) digital rescale below
                 else:

@@ -87,3 +87,22 @@ def test_randn_chunked_works_in_a_forked_child(normal_sampler):
 def _draw_in_child():
     gens = [torch.Generator().manual_seed(i) for i in range(4)]
     return AF.randn_chunked((300, 300), gens).numpy()  # plain pickling, no shared memory
+
+
+@given(
+    s=st.integers(1, 3),
+    gr=st.integers(1, 2),
+    n_rt=st.integers(1, 3),
+    rows=st.integers(1, 5),
+    m=st.integers(1, 4),
+    n=st.integers(1, 5),
+)
+def test_tile_matmul_accumulates_into_add(s, gr, n_rt, rows, m, n):
+    torch.manual_seed(s * 1000 + gr * 100 + n_rt * 10 + rows)
+    x = torch.randn(m, gr, n_rt * rows - (rows > 1), dtype=torch.float64)  # a partial last tile
+    w = torch.randn(s, gr, n_rt, rows, n, dtype=torch.float64)
+    add = torch.randn(s, gr, n_rt, m, n, dtype=torch.float64)
+    expected = add + 0.25 * AF.tile_matmul(x, w)
+    out = AF.tile_matmul(x, w, add=add, alpha=0.25)
+    torch.testing.assert_close(out, expected)
+    assert out.data_ptr() == add.data_ptr()  # in place
