@@ -109,3 +109,17 @@ def test_mkl_requested_but_missing_says_how_to_install(monkeypatch):
     assert sampling.normal_sampler() == "torch"  # "auto" falls back
     z = sampling.fill_normal_(torch.empty(1000), _gens())
     assert torch.isfinite(z).all()
+
+
+def test_environment_variable_picks_the_backend_at_import():
+    import os
+    import subprocess
+    import sys
+
+    code = "import aimc; print(aimc.sampling.normal_sampler())"
+    env = dict(os.environ, AIMC_NORMAL_SAMPLER="torch")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "torch"
+    env["AIMC_NORMAL_SAMPLER"] = "fastest"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "AIMC_NORMAL_SAMPLER must be one of" in out.stderr
