@@ -157,20 +157,23 @@ def mkl_available() -> bool:
     return _load_mkl() is not None
 
 
-def set_normal_sampler(name: str) -> None:
-    """Choose the backend of the per-forward normal draws: ``"auto"``, ``"torch"`` or ``"mkl"``.
+def set_normal_sampler(name: str) -> str:
+    """Choose the backend of the per-forward normal draws: ``"auto"``, ``"torch"`` or ``"mkl"``;
+    returns the previous choice (to restore it).
 
     Examples:
-        >>> set_normal_sampler("torch"); normal_sampler()
+        >>> previous = set_normal_sampler("torch"); normal_sampler()
         'torch'
-        >>> set_normal_sampler("auto")
+        >>> set_normal_sampler(previous)
+        'torch'
     """
     global _choice
     if name not in SAMPLERS:
         raise ValueError(f"normal sampler must be one of {SAMPLERS}, got {name!r}")
     if name == "mkl" and not mkl_available():
         raise RuntimeError(f"normal sampler 'mkl' cannot load oneMKL: {_mkl_error}")
-    _choice = name
+    previous, _choice = _choice, name
+    return previous
 
 
 def normal_sampler(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> str:

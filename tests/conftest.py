@@ -42,6 +42,6 @@ def pytest_collection_modifyitems(config, items):
 )
 def normal_sampler(request):
     """Run the test once per backend of :mod:`aimc.sampling` (oneMKL when installed)."""
-    sampling.set_normal_sampler(request.param)
+    previous = sampling.set_normal_sampler(request.param)
     yield request.param
-    sampling.set_normal_sampler("auto")
+    sampling.set_normal_sampler(previous)
