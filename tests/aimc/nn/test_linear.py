@@ -307,34 +307,44 @@ def test_every_device_gives_finite_outputs_and_round_trips(name):
     torch.testing.assert_close(layer.to_digital().weight, lin.weight, rtol=0, atol=0)
 
 
-def _noisy_pair(noise: float, fraction: float = 1.0):
+def _noisy_pair(noise: float, fraction: float = 1.0, **config):
     """Two identical calibrated layers whose ADC noise generators start alike."""
     import copy
 
     torch.manual_seed(3)
     lin = nn.Linear(300, 40)
-    cfg = aimc.AnalogConfig(
-        device="ideal",
-        tile=aimc.TileConfig(64, 64),
-        adc=aimc.ADCConfig(bits=6, noise=noise, range_fraction=fraction),
-        seed=2,
-    )
+    config.setdefault("adc", aimc.ADCConfig(bits=6, noise=noise, range_fraction=fraction))
+    cfg = aimc.AnalogConfig(device="ideal", tile=aimc.TileConfig(64, 64), seed=2, **config)
     layer = AnalogLinear.from_digital(lin, cfg).eval()
     x = torch.randn(500, 300)
     aimc.calibrate(layer, [x])
     return copy.deepcopy(layer), copy.deepcopy(layer), x
 
 
-def test_fused_noise_read_equals_the_general_path(normal_sampler):
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"mapping": aimc.MappingConfig(encoding="offset")},
+        {"dac": aimc.DACConfig(bits=4, bit_serial=True)},
+        {  # two weight slices: one read per slice, full scale a fraction of the max current
+            "mapping": aimc.MappingConfig(weight_bits=8, slices=2),
+            "adc": aimc.ADCConfig(bits=6, noise=0.05, range_mode="max", range_fraction=0.1),
+        },
+    ],
+    ids=["differential", "offset", "bit-serial", "sliced-max-range"],
+)
+def test_fused_noise_read_equals_the_general_path(normal_sampler, config):
     # An inference read with ADC noise draws the noise first (in LSB units) and lets the matmul
     # add into it; a read that needs gradients takes the general path (currents, then noise,
     # then the STE readout). Same draws, so the same codes except where a value lands within
     # float rounding of a rounding boundary.
-    fused, general, x = _noisy_pair(0.05)
+    fused, general, x = _noisy_pair(0.05, **config)
     with torch.no_grad():
         y_fused = fused(x)
         p, lsb_units = fused._tile_read(x.unsqueeze(1), fused._read_tiles(fused.t_s))
-    assert lsb_units and p.shape == (1, 1, 5, 500, 40)
+    slices = fused.geometry.slices
+    assert lsb_units and p.shape == (slices, 1, 5, 500, fused._read_tiles(fused.t_s).shape[-1])
     y_general = general(x.clone().requires_grad_(True)).detach()
     off = (y_fused - y_general).abs() > 1e-5 * y_general.abs().max()
     assert float(off.float().mean()) < 1e-3
