@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import device_models
 from device_models import ADCConfig, DACConfig, DeviceModel
+from device_models.base import check_bool
 
 __all__ = [
     "TileConfig",
@@ -176,9 +177,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         for name in ("hardware_aware", "learn_input_range"):
-            value = getattr(self, name)
-            if not isinstance(value, bool):
-                raise TypeError(f"TrainingConfig.{name} must be a bool, got {value!r}")
+            check_bool("TrainingConfig", name, getattr(self, name))
         _check_choice("TrainingConfig", "weight_noise", self.weight_noise, self._WEIGHT_NOISES)
         self._check_number("weight_noise_std", 0.0, 10.0)
         self._check_number("device_noise_scale", 0.0, 100.0)
@@ -273,10 +272,7 @@ class AnalogConfig:
                 setattr(self, name, value)
             if not isinstance(value, cls):
                 raise TypeError(f"AnalogConfig.{name} must be a {cls.__name__}, got {value!r}")
-        if not isinstance(self.drift_compensation, bool):
-            raise TypeError(
-                f"AnalogConfig.drift_compensation must be a bool, got {self.drift_compensation!r}"
-            )
+        check_bool("AnalogConfig", "drift_compensation", self.drift_compensation)
         _check_choice(
             "AnalogConfig", "drift_compensation_mode", self.drift_compensation_mode, _COMPENSATIONS
         )

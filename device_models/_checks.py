@@ -6,9 +6,25 @@ import math
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from device_models.base import check_positive
+__all__ = [
+    "check_number",
+    "check_numbers",
+    "check_clip",
+    "check_rate",
+    "check_g_range",
+    "check_bounded",
+    "G_MAX_LIMIT_US",
+    "TIME_LIMIT_S",
+    "SCALE_LIMIT",
+]
 
-__all__ = ["check_number", "check_numbers", "check_clip", "check_rate", "check_g_range"]
+#: Largest conductance (µS) a cell model accepts: 10 mS, ten times the on-state of the most
+#: conductive memory cells in use (about 1 mS); beyond it currents and sums overflow float32.
+G_MAX_LIMIT_US = 1e4
+#: Longest time constant (s) a cell model accepts (about 30 years).
+TIME_LIMIT_S = 1e9
+#: Largest multiplier of a fitted noise or drift term (``*_scale`` fields).
+SCALE_LIMIT = 100.0
 
 
 def check_number(owner: str, field: str, value: Any) -> None:
@@ -45,10 +61,24 @@ def check_rate(owner: str, field: str, value: Any) -> None:
         raise ValueError(f"{owner}.{field} must be a probability in [0, 1], got {value!r}")
 
 
+def check_bounded(
+    owner: str, field: str, value: Any, lo: float, hi: float, unit: str = "", *, open_lo=False
+) -> None:
+    """Raise unless ``value`` is a finite number in ``[lo, hi]`` (``(lo, hi]`` if ``open_lo``)."""
+    check_number(owner, field, value)
+    ok = (lo < value if open_lo else lo <= value) and value <= hi
+    if not ok:
+        left = "(" if open_lo else "["
+        raise ValueError(
+            f"{owner}.{field} must be in {left}{lo:g}, {hi:g}]{unit} (the range of physical "
+            f"cells this model describes), got {value!r}"
+        )
+
+
 def check_g_range(owner: str, g_min: Any, g_max: Any) -> None:
-    """Raise unless ``0 <= g_min < g_max`` (µS), naming the offending field."""
-    check_positive(owner, "g_max", g_max)
-    check_positive(owner, "g_min", g_min, allow_zero=True)
+    """Raise unless ``0 <= g_min < g_max <= G_MAX_LIMIT_US`` (µS), naming the offending field."""
+    check_bounded(owner, "g_max", g_max, 0.0, G_MAX_LIMIT_US, " µS", open_lo=True)
+    check_bounded(owner, "g_min", g_min, 0.0, G_MAX_LIMIT_US, " µS")
     if g_min >= g_max:
         raise ValueError(
             f"{owner}.g_min must be < {owner}.g_max, got g_min={g_min} µS, g_max={g_max} µS"

@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["DeviceModel", "check_conductance", "check_time", "check_positive"]
+__all__ = ["DeviceModel", "check_conductance", "check_time", "check_positive", "check_bool"]
 
 
 def check_positive(owner: str, field: str, value: float, *, allow_zero: bool = False) -> None:
@@ -35,6 +35,19 @@ def check_positive(owner: str, field: str, value: float, *, allow_zero: bool = F
     if not ok:
         what = "a finite number >= 0" if allow_zero else "a finite number > 0"
         raise ValueError(f"{owner}.{field} must be {what}, got {value!r}")
+
+
+def check_bool(owner: str, field: str, value: object) -> None:
+    """Raise a ``TypeError`` naming ``owner.field`` unless ``value`` is a real ``bool``.
+
+    A string such as ``"no"`` or ``"false"`` is truthy in Python, so accepting it would quietly
+    switch a feature on; 0/1 are refused too, so a YAML typo cannot pass as a flag.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{owner}.{field} must be a bool (True/False; true/false in YAML and on the command "
+            f"line), got {type(value).__name__} {value!r}"
+        )
 
 
 def check_time(t: float, owner: str = "t") -> float:
@@ -66,6 +79,11 @@ class DeviceModel:
 
     Subclasses are dataclasses with at least the fields ``g_max`` and ``g_min`` (µS) and a class
     attribute ``name`` under which they are registered (see :mod:`device_models.registry`).
+
+    Every physical field is bounded to the range of real cells, so that an absurd value fails
+    at construction, naming the field, instead of overflowing to NaN later: conductances in
+    ``(0, 1e4]`` µS (10 mS), time constants up to ``1e9`` s, ``*_scale`` multipliers in
+    ``[0, 100]``, drift exponents and relative noise in ``[0, 1]``.
     """
 
     name: ClassVar[str] = "base"

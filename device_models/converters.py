@@ -16,6 +16,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from device_models.base import check_bool
+
 __all__ = [
     "DACConfig",
     "ADCConfig",
@@ -51,7 +53,8 @@ class DACConfig:
 
     Attributes:
         bits: resolution in bits, 1..24; ``None`` drives rows with the exact input (ideal DAC).
-            Signed inputs use ``2**(bits-1) - 1`` levels per polarity (sign-magnitude pulses).
+            Signed inputs use ``2**(bits-1) - 1`` levels per polarity (sign-magnitude pulses),
+            so they need ``bits >= 2``; ``bits=1`` is an unsigned (on/off) DAC.
         signed: whether negative inputs are driven (bipolar pulses). ``False`` clips them to 0,
             as in accelerators that only see post-ReLU activations (ISAAC).
         range_mode: how the input full scale (in input units) is set: ``"calibrated"``, the
@@ -72,6 +75,15 @@ class DACConfig:
 
     def __post_init__(self) -> None:
         _check_bits("DACConfig", self.bits)
+        check_bool("DACConfig", "signed", self.signed)
+        check_bool("DACConfig", "bit_serial", self.bit_serial)
+        if self.signed and self.bits == 1:
+            raise ValueError(
+                "DACConfig.bits=1 with signed=True leaves no magnitude level (a signed DAC "
+                "spends one bit on the sign); use bits >= 2 for signed inputs, signed=False for "
+                "a 1-bit unsigned (on/off) DAC, or bit_serial=True with bits >= 2 to stream "
+                "the input one bit per cycle"
+            )
         if self.range_mode not in _DAC_RANGE_MODES:
             raise ValueError(
                 f"DACConfig.range_mode must be one of {_DAC_RANGE_MODES}, got {self.range_mode!r}"
@@ -79,8 +91,6 @@ class DACConfig:
         _check_fraction("DACConfig", "percentile", self.percentile, 0.0, 100.0)
         if self.bit_serial and self.bits is None:
             raise ValueError("DACConfig.bit_serial=True needs DACConfig.bits (got None)")
-        if self.bit_serial and self.signed and self.bits == 1:
-            raise ValueError("DACConfig.bits must be >= 2 for signed bit-serial inputs, got 1")
 
     @property
     def levels(self) -> Optional[int]:

@@ -8,7 +8,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from device_models.base import DeviceModel, check_conductance, check_positive
+from device_models._checks import check_g_range
+from device_models.base import DeviceModel, check_conductance
 from device_models.registry import register_device
 
 __all__ = ["Ideal"]
@@ -31,12 +32,7 @@ class Ideal(DeviceModel):
     g_min: float = 0.0
 
     def __post_init__(self) -> None:
-        check_positive("Ideal", "g_max", self.g_max)
-        check_positive("Ideal", "g_min", self.g_min, allow_zero=True)
-        if self.g_min >= self.g_max:
-            raise ValueError(
-                f"Ideal.g_min must be < g_max, got g_min={self.g_min} µS, g_max={self.g_max} µS"
-            )
+        check_g_range("Ideal", self.g_min, self.g_max)
 
     def program(
         self, g_target: Tensor, generator: torch.Generator | None = None

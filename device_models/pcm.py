@@ -9,8 +9,16 @@ import torch
 from torch import Tensor
 
 from device_models import functional as F
-from device_models._checks import check_clip, check_g_range, check_numbers
-from device_models.base import DeviceModel, check_conductance, check_positive, check_time
+from device_models._checks import (
+    G_MAX_LIMIT_US,
+    SCALE_LIMIT,
+    TIME_LIMIT_S,
+    check_bounded,
+    check_clip,
+    check_g_range,
+    check_numbers,
+)
+from device_models.base import DeviceModel, check_conductance, check_time
 from device_models.registry import register_device
 
 __all__ = ["PCM"]
@@ -96,24 +104,32 @@ class PCM(DeviceModel):
 
     def __post_init__(self) -> None:
         check_g_range("PCM", self.g_min, self.g_max)
-        check_positive("PCM", "t0", self.t0)
-        check_positive("PCM", "t_read", self.t_read)
+        check_bounded("PCM", "t0", self.t0, 0.0, TIME_LIMIT_S, " s", open_lo=True)
+        check_bounded("PCM", "t_read", self.t_read, 0.0, 1.0, " s", open_lo=True)
         if self.t_read >= self.t0:
             raise ValueError(
                 f"PCM.t_read must be < PCM.t0 (the 1/f term needs ln((t0 + t_read) / 2 t_read) "
                 f">= 0), got t_read={self.t_read} s, t0={self.t0} s"
             )
         check_numbers("PCM", "prog_coeffs", self.prog_coeffs)
-        check_positive("PCM", "prog_g_ref", self.prog_g_ref)
+        for i, c in enumerate(self.prog_coeffs):
+            check_bounded("PCM", f"prog_coeffs[{i}]", c, -G_MAX_LIMIT_US, G_MAX_LIMIT_US, " µS")
+        g_lim = G_MAX_LIMIT_US
+        check_bounded("PCM", "prog_g_ref", self.prog_g_ref, 0.0, g_lim, " µS", open_lo=True)
         check_numbers("PCM", "nu_mu_coeffs", self.nu_mu_coeffs, length=2)
         check_numbers("PCM", "nu_sigma_coeffs", self.nu_sigma_coeffs, length=2)
+        for name in ("nu_mu_coeffs", "nu_sigma_coeffs"):
+            for i, c in enumerate(getattr(self, name)):
+                check_bounded("PCM", f"{name}[{i}]", c, -1.0, 1.0)
         check_clip("PCM", "nu_mu_clip", self.nu_mu_clip)
         check_clip("PCM", "nu_sigma_clip", self.nu_sigma_clip)
-        check_positive("PCM", "read_q_coeff", self.read_q_coeff, allow_zero=True)
-        check_positive("PCM", "read_q_exp", self.read_q_exp, allow_zero=True)
-        check_positive("PCM", "read_q_max", self.read_q_max, allow_zero=True)
+        for name in ("nu_mu_clip", "nu_sigma_clip"):  # drift exponents of real PCM: ~0.005..0.1
+            check_bounded("PCM", f"{name}[1]", getattr(self, name)[1], 0.0, 1.0)
+        check_bounded("PCM", "read_q_coeff", self.read_q_coeff, 0.0, 1.0)
+        check_bounded("PCM", "read_q_exp", self.read_q_exp, 0.0, 10.0)
+        check_bounded("PCM", "read_q_max", self.read_q_max, 0.0, 1.0)
         for name in ("prog_noise_scale", "drift_scale", "read_noise_scale"):
-            check_positive("PCM", name, getattr(self, name), allow_zero=True)
+            check_bounded("PCM", name, getattr(self, name), 0.0, SCALE_LIMIT)
 
     # --- the interface -------------------------------------------------------------------------
     def program(

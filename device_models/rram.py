@@ -9,8 +9,16 @@ import torch
 from torch import Tensor
 
 from device_models import functional as F
-from device_models._checks import check_g_range, check_number, check_numbers, check_rate
-from device_models.base import DeviceModel, check_conductance, check_positive, check_time
+from device_models._checks import (
+    G_MAX_LIMIT_US,
+    SCALE_LIMIT,
+    TIME_LIMIT_S,
+    check_bounded,
+    check_g_range,
+    check_numbers,
+    check_rate,
+)
+from device_models.base import DeviceModel, check_conductance, check_time
 from device_models.registry import register_device
 
 __all__ = ["RRAM"]
@@ -98,18 +106,22 @@ class RRAM(DeviceModel):
         if self.levels is not None:
             if isinstance(self.levels, bool) or not isinstance(self.levels, int):
                 raise TypeError(f"RRAM.levels must be an int >= 2 or None, got {self.levels!r}")
-            if self.levels < 2:
+            if not 2 <= self.levels <= 65536:
                 raise ValueError(
-                    f"RRAM.levels must be >= 2 (g_min and g_max at least) or None (continuous), "
+                    f"RRAM.levels must be in 2..65536 (g_min and g_max at least) or None "
+                    "(continuous), "
                     f"got {self.levels}"
                 )
         check_numbers("RRAM", "prog_coeffs", self.prog_coeffs)
-        check_positive("RRAM", "g_ref", self.g_ref)
-        check_positive("RRAM", "prog_noise_scale", self.prog_noise_scale, allow_zero=True)
-        check_positive("RRAM", "t0", self.t0)
-        check_positive("RRAM", "relax_std", self.relax_std, allow_zero=True)
-        check_number("RRAM", "relax_mean", self.relax_mean)
-        check_positive("RRAM", "read_noise", self.read_noise, allow_zero=True)
+        for i, c in enumerate(self.prog_coeffs):
+            check_bounded("RRAM", f"prog_coeffs[{i}]", c, -G_MAX_LIMIT_US, G_MAX_LIMIT_US, " µS")
+        check_bounded("RRAM", "g_ref", self.g_ref, 0.0, G_MAX_LIMIT_US, " µS", open_lo=True)
+        check_bounded("RRAM", "prog_noise_scale", self.prog_noise_scale, 0.0, SCALE_LIMIT)
+        check_bounded("RRAM", "t0", self.t0, 0.0, TIME_LIMIT_S, " s", open_lo=True)
+        check_bounded("RRAM", "relax_std", self.relax_std, 0.0, G_MAX_LIMIT_US, " µS/decade")
+        lim = G_MAX_LIMIT_US
+        check_bounded("RRAM", "relax_mean", self.relax_mean, -lim, lim, " µS/decade")
+        check_bounded("RRAM", "read_noise", self.read_noise, 0.0, 1.0, " (fraction of g_max)")
         check_rate("RRAM", "stuck_on_rate", self.stuck_on_rate)
         check_rate("RRAM", "stuck_off_rate", self.stuck_off_rate)
         if self.stuck_on_rate + self.stuck_off_rate > 1:

@@ -13,8 +13,15 @@ import torch
 from torch import Tensor
 
 from device_models import functional as F
-from device_models._checks import check_g_range, check_numbers
-from device_models.base import DeviceModel, check_conductance, check_positive, check_time
+from device_models._checks import (
+    G_MAX_LIMIT_US,
+    SCALE_LIMIT,
+    TIME_LIMIT_S,
+    check_bounded,
+    check_g_range,
+    check_numbers,
+)
+from device_models.base import DeviceModel, check_conductance, check_time
 from device_models.registry import register_device
 
 __all__ = ["Tabulated", "read_levels_csv", "EXAMPLE_CSV", "CSV_COLUMNS"]
@@ -159,9 +166,9 @@ class Tabulated(DeviceModel):
         if self.g_min is None:
             self.g_min = min(self.means)
         check_g_range("Tabulated", self.g_min, self.g_max)
-        check_positive("Tabulated", "t0", self.t0)
-        check_positive("Tabulated", "prog_noise_scale", self.prog_noise_scale, allow_zero=True)
-        check_positive("Tabulated", "drift_scale", self.drift_scale, allow_zero=True)
+        check_bounded("Tabulated", "t0", self.t0, 0.0, TIME_LIMIT_S, " s", open_lo=True)
+        check_bounded("Tabulated", "prog_noise_scale", self.prog_noise_scale, 0.0, SCALE_LIMIT)
+        check_bounded("Tabulated", "drift_scale", self.drift_scale, 0.0, SCALE_LIMIT)
         # The levels sorted by mean (plain attributes, not dataclass fields: configs stay lists).
         order = sorted(range(len(self.means)), key=self.means.__getitem__)
         self._sorted = {
@@ -191,6 +198,9 @@ class Tabulated(DeviceModel):
         bad = [v for v in values if v < 0]
         if bad:
             raise ValueError(f"Tabulated.{key} must be >= 0, got {bad[0]!r} in {list(values)}")
+        hi = 1.0 if key == "nus" else G_MAX_LIMIT_US  # drift exponents; conductances in µS
+        for i, v in enumerate(values):
+            check_bounded("Tabulated", f"{key}[{i}]", v, 0.0, hi)
         return values
 
     @classmethod

@@ -51,6 +51,15 @@ def _fail(key: str, message: str) -> None:
     raise ConfigError(f"{key}: {message}")
 
 
+def _check_bools(settings: Any, key: str) -> None:
+    """Refuse a non-bool in every ``bool`` field of the dataclass ``settings`` (``"no"`` is
+    truthy in Python: accepting it would switch the feature on)."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.type in ("bool", bool) and not isinstance(value, bool):
+            _fail(f"{key}.{f.name}", f"must be true or false, got {value!r}")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -98,9 +107,7 @@ class TrainSettings:
                 _fail(f"train.{key}", f"must be a number >= 0, got {value!r}")
         if self.optimizer not in _OPTIMIZERS:
             _fail("train.optimizer", f"must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
-        for key in ("hardware_aware", "cache"):
-            if not isinstance(getattr(self, key), bool):
-                _fail(f"train.{key}", f"must be true or false, got {getattr(self, key)!r}")
+        _check_bools(self, "train")
         try:
             self.training_config()
         except (TypeError, ValueError) as err:  # name the YAML key, not the library field
@@ -157,6 +164,11 @@ class LoggerSettings:
     histograms: bool = True
     figures: bool = True
     flush_secs: int = 30
+
+    def __post_init__(self) -> None:
+        _check_bools(self, "logger")
+        if not _is_int(self.flush_secs) or self.flush_secs < 1:
+            _fail("logger.flush_secs", f"must be an int >= 1, got {self.flush_secs!r}")
 
 
 @dataclass

@@ -235,3 +235,26 @@ def test_analog_config_is_a_structured_config():
     node.adc.bits = -3
     with pytest.raises(ValueError, match="ADCConfig.bits"):
         OmegaConf.to_object(node)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "dac.bit_serial=no",
+        "dac.signed=off",
+        "train.cache=yes",
+        "logger.figures=0",
+        "analog.drift_compensation=no",
+    ],
+)
+def test_a_non_bool_flag_on_the_command_line_is_refused_naming_the_key(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as err:
+        build(compose_config([override]))
+    assert key.split(".")[-1] in str(err.value) and "bool" in str(err.value)
+
+
+def test_true_and_false_on_the_command_line_are_bools():
+    exp = build(compose_config(["dac.bit_serial=true", "dac.signed=false", "train.cache=false"]))
+    assert exp.analog.dac.bit_serial is True and exp.analog.dac.signed is False
+    assert exp.train.cache is False

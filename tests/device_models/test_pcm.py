@@ -202,7 +202,7 @@ def test_all_scales_zero_is_ideal() -> None:
         ({"g_min": 30.0, "g_max": 25.0}, "PCM.g_min"),
         ({"t0": 0.0}, "PCM.t0"),
         ({"t_read": -1e-9}, "PCM.t_read"),
-        ({"t_read": 30.0}, "PCM.t_read must be < PCM.t0"),
+        ({"t0": 1e-7, "t_read": 5e-7}, "PCM.t_read must be < PCM.t0"),
         ({"prog_noise_scale": -1.0}, "PCM.prog_noise_scale"),
         ({"drift_scale": -0.1}, "PCM.drift_scale"),
         ({"read_noise_scale": float("inf")}, "PCM.read_noise_scale"),
