@@ -57,7 +57,7 @@ def _check_bools(settings: Any, key: str) -> None:
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if f.type in ("bool", bool) and not isinstance(value, bool):
-            _fail(f"{key}.{f.name}", f"must be true or false, got {value!r}")
+            _fail(f"{key}.{f.name}", f"must be a bool (true or false), got {value!r}")
 
 
 def _is_int(value: Any) -> bool:

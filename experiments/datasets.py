@@ -92,7 +92,9 @@ class DatasetSpec:
         if self.name not in DATASETS:
             raise ValueError(f"dataset.name must be one of {DATASETS}, got {self.name!r}")
         if not isinstance(self.download, bool):
-            raise TypeError(f"dataset.download must be true or false, got {self.download!r}")
+            raise TypeError(
+                f"dataset.download must be a bool (true or false), got {self.download!r}"
+            )
         if not 0.0 < float(self.test_fraction) < 1.0:
             raise ValueError(f"dataset.test_fraction must be in (0, 1), got {self.test_fraction}")
         for key in ("max_train", "max_test"):
