@@ -14,7 +14,9 @@ from torch import nn
 
 from aimc.config import AnalogConfig
 from aimc.mappings import get_default_analog_module_mapping
+from aimc.nn.attention import route_around_fast_path
 from aimc.nn.base import AnalogLayerBase, name_seed
+from aimc.nn.composite import AnalogContainer
 
 __all__ = [
     "convert_to_analog",
@@ -36,8 +38,13 @@ def analog_layers(model: nn.Module) -> Iterator[tuple[str, AnalogLayerBase]]:
             yield name, module
 
 
+# digital modules that read their children's weights in functional calls (never calling the
+# children): converting a child alone would report analog layers that never run
+_OPAQUE = (nn.MultiheadAttention,)
+
+
 def _target_for(module: nn.Module, mapping: Mapping[type, type]) -> Optional[type]:
-    if isinstance(module, AnalogLayerBase):
+    if isinstance(module, (AnalogLayerBase, AnalogContainer)):
         return None
     for cls in type(module).__mro__:  # the most derived mapped class wins
         if cls in mapping:
@@ -54,11 +61,16 @@ def convert_to_analog(
     exclude: Sequence[str] = (),
     inplace: bool = False,
 ) -> nn.Module:
-    """Replace every ``nn.Linear``/``nn.Conv1d``/``nn.Conv2d`` (and subclasses) by its analog layer.
+    """Replace every module of a mapped type (and subclasses) by its analog layer.
 
-    The model is deep-copied unless ``inplace``; module names are kept, so a digital
-    ``state_dict`` loads into the analog model. Each analog layer is programmed with a seed
-    derived from ``config.seed`` and its qualified name.
+    The default mapping converts ``nn.Linear``, the convolutions, ``nn.MultiheadAttention``
+    and the recurrent layers and cells (:data:`DEFAULT_ANALOG_MODULE_MAPPING`). The model is
+    deep-copied unless ``inplace``; module names are kept, so a digital ``state_dict`` loads
+    into the analog model. Each analog layer is programmed with a seed derived from
+    ``config.seed`` and its qualified name. A digital ``nn.MultiheadAttention`` (excluded or
+    unmapped) keeps its ``out_proj`` digital too, since torch never calls it as a module, and
+    transformer encoders holding analog layers are kept off torch's fused inference path
+    (:func:`aimc.nn.route_around_fast_path`).
 
     Args:
         model: any module. If the root itself is a mapped type it is converted and returned.
@@ -114,16 +126,21 @@ def convert_to_analog(
         )
         return new
 
-    root = swap("", model)
-    if root is not model:
-        return root
-    for name, module in list(model.named_modules()):
+    def visit(module: nn.Module, prefix: str) -> None:
         for child_name, child in list(module.named_children()):
-            full = f"{name}.{child_name}" if name else child_name
+            full = f"{prefix}.{child_name}" if prefix else child_name
             new = swap(full, child)
             if new is not child:
                 setattr(module, child_name, new)
-    return model
+            elif not isinstance(child, _OPAQUE):
+                visit(child, full)
+
+    root = swap("", model)
+    if root is not model:
+        return root
+    if not isinstance(model, _OPAQUE):
+        visit(model, "")
+    return route_around_fast_path(model)
 
 
 def program(model: nn.Module, seed: Optional[int] = None) -> nn.Module:

@@ -6,16 +6,22 @@ import copy
 
 from torch import nn
 
-from aimc.nn import AnalogConv1d, AnalogConv2d, AnalogLinear
+from aimc.nn import (
+    AnalogConv1d,
+    AnalogConv2d,
+    AnalogLinear,
+    AnalogMultiheadAttention,
+)
 
 __all__ = ["DEFAULT_ANALOG_MODULE_MAPPING", "get_default_analog_module_mapping"]
 
 #: digital module type -> analog layer type. Subclasses of a key are converted too (the most
-#: derived matching key wins), e.g. ``nn.MultiheadAttention``'s ``NonDynamicallyQuantizableLinear``.
+#: derived matching key wins).
 DEFAULT_ANALOG_MODULE_MAPPING: dict[type[nn.Module], type[nn.Module]] = {
     nn.Linear: AnalogLinear,
     nn.Conv1d: AnalogConv1d,
     nn.Conv2d: AnalogConv2d,
+    nn.MultiheadAttention: AnalogMultiheadAttention,
 }
 
 

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from aimc.nn.attention import AnalogMultiheadAttention, route_around_fast_path
 from aimc.nn.base import AnalogLayerBase
+from aimc.nn.composite import AnalogContainer
 from aimc.nn.conv import AnalogConv1d, AnalogConv2d
 from aimc.nn.linear import AnalogLinear
 
-__all__ = ["AnalogLayerBase", "AnalogLinear", "AnalogConv1d", "AnalogConv2d"]
+__all__ = [
+    "AnalogLayerBase",
+    "AnalogContainer",
+    "AnalogLinear",
+    "AnalogConv1d",
+    "AnalogConv2d",
+    "AnalogMultiheadAttention",
+    "route_around_fast_path",
+]

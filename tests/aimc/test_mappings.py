@@ -14,7 +14,16 @@ _CASES = {
     nn.Linear: (lambda: nn.Linear(20, 6), lambda: torch.randn(3, 20)),
     nn.Conv1d: (lambda: nn.Conv1d(4, 6, 3, padding=1), lambda: torch.randn(3, 4, 9)),
     nn.Conv2d: (lambda: nn.Conv2d(4, 6, 3, stride=2), lambda: torch.randn(3, 4, 9, 9)),
+    nn.MultiheadAttention: (lambda: nn.MultiheadAttention(8, 2), lambda: torch.randn(5, 3, 8)),
 }
+
+
+def _run(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's main output for ``x`` (self-attention; a recurrent layer's output sequence)."""
+    if isinstance(layer, nn.MultiheadAttention):
+        return layer(x, x, x)[0]
+    out = layer(x)
+    return out[0] if isinstance(out, tuple) else out
 
 
 def test_every_mapped_type_has_a_case():
@@ -36,11 +45,13 @@ def test_layer_contract(digital_type, device):
     layer = analog_type.from_float(digital, cfg)
     assert isinstance(layer, digital_type)  # a drop-in: torch attributes and type kept
     # eval: right shape, finite
-    y = layer.eval()(x)
-    assert y.shape == digital(x).shape and torch.isfinite(y).all()
-    # train: gradients reach the weight
-    layer.train()(x).sum().backward()
-    assert layer.weight.grad is not None and float(layer.weight.grad.abs().sum()) > 0
+    y = _run(layer.eval(), x)
+    assert y.shape == _run(digital, x).shape and torch.isfinite(y).all()
+    # train: gradients reach every weight
+    _run(layer.train(), x).sum().backward()
+    for name, p in layer.named_parameters():
+        if name.rsplit(".", 1)[-1].startswith("weight") or name.endswith("proj_weight"):
+            assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
     # state_dict round trip (weights_only load)
     buf = io.BytesIO()
     torch.save(layer.state_dict(), buf)
@@ -52,9 +63,9 @@ def test_layer_contract(digital_type, device):
     # to_float round trip keeps the digital layer exactly
     back = layer.to_float()
     assert type(back) is digital_type
-    torch.testing.assert_close(back(x), digital(x), rtol=0, atol=0)
+    torch.testing.assert_close(_run(back, x), _run(digital, x), rtol=0, atol=0)
     # dtype moves
-    y64 = layer.double().eval()(x.double())
+    y64 = _run(layer.double().eval(), x.double())
     assert y64.dtype == torch.float64 and torch.isfinite(y64).all()
     # a readable repr with the tile grid and device
     assert "tiles=" in repr(layer) and f"device={device}" in repr(layer)

@@ -1,0 +1,188 @@
+"""Layers built from several weight matrices, each on its own ``AnalogLinear`` tiles.
+
+Attention and recurrent layers hold more than one weight matrix, and torch computes them with
+functional kernels that read the raw parameters. Their analog versions keep torch's parameters
+(same names, same objects, so a digital ``state_dict`` loads and optimizers see torch's names)
+and give each matrix its own tile layer, an :class:`~aimc.nn.AnalogLinear` whose ``weight`` (and
+``bias``) *is* that parameter. Everything else (gates, softmax, state updates) stays digital.
+
+The tile layers are ordinary analog layers: :func:`aimc.analog_layers`, :func:`aimc.program`,
+:func:`aimc.drift`, :func:`aimc.calibrate`, the mapper and the cost model see each of them under
+its qualified name (``encoder.layers.0.self_attn.in_proj``, ``lstm.hh_l0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from aimc.config import AnalogConfig
+from aimc.nn.base import AnalogLayerBase, deferred_programming, name_seed
+from aimc.nn.linear import AnalogLinear
+
+__all__ = ["AnalogContainer"]
+
+
+def _forgive_alias_keys(module: nn.Module, incompatible_keys: Any) -> None:
+    """``load_state_dict`` post-hook: a tile layer's ``weight``/``bias`` is the same parameter as
+    a torch-named one (``in_proj.weight`` is ``in_proj_weight``); when the torch name was loaded,
+    the alias is not missing."""
+    missing = incompatible_keys.missing_keys
+    for alias, torch_name in module._alias_keys:
+        for key in list(missing):
+            if key != alias and not key.endswith("." + alias):
+                continue
+            prefix = key[: len(key) - len(alias)]
+            if prefix + torch_name not in missing:
+                missing.remove(key)
+
+
+class AnalogContainer(nn.Module):
+    """Base of the analog layers made of tile layers (not used directly).
+
+    Subclasses call :meth:`_init_tiles` after torch's ``__init__`` with ``(tile name, weight,
+    bias)`` triples; they say which torch module they replace (``_FLOAT_MODULE``) and its
+    constructor arguments (``_ctor_kwargs``).
+    """
+
+    _FLOAT_MODULE: type[nn.Module]
+    config: AnalogConfig
+
+    # ------------------------------------------------------------------ construction
+    def _init_tiles(
+        self, config: Optional[AnalogConfig], tiles: list[tuple[str, Tensor, Optional[Tensor]]]
+    ) -> None:
+        cfg = AnalogLayerBase._resolve_config(config)
+        self.config = cfg
+        aliases = []
+        for name, weight, bias in tiles:
+            out_features, in_features = weight.shape
+            with deferred_programming():  # programmed below, once the shared weights are in
+                tile = AnalogLinear(
+                    in_features,
+                    out_features,
+                    bias=bias is not None,
+                    config=cfg,
+                    device=weight.device,
+                    dtype=weight.dtype,
+                )
+            for attr, param in (("weight", weight), ("bias", bias)):
+                if param is None:
+                    continue
+                torch_name = self._param_name(param)
+                if torch_name != f"{name}.{attr}":
+                    aliases.append((f"{name}.{attr}", torch_name))
+                setattr(tile, attr, param)
+            tile.program_seed.fill_(name_seed(cfg.seed, name))
+            self._modules.pop(name, None)  # a replaced torch child: keep the tiles in order
+            self.add_module(name, tile)
+        self._alias_keys = tuple(aliases)
+        self.register_load_state_dict_post_hook(_forgive_alias_keys)
+        self.layer_name = type(self).__name__
+        for _, tile in self.tile_layers():
+            tile.program()
+
+    def _param_name(self, param: Tensor) -> str:
+        for name, p in self.named_parameters(remove_duplicate=False):
+            if p is param:
+                return name
+        raise ValueError(f"{type(self).__name__}: a tile weight must be one of its parameters")
+
+    @property
+    def layer_name(self) -> str:
+        return self.__dict__.get("_layer_name", type(self).__name__)
+
+    @layer_name.setter
+    def layer_name(self, name: str) -> None:
+        self.__dict__["_layer_name"] = name
+        for child, tile in self.tile_layers():
+            tile.layer_name = f"{name}.{child}"
+
+    def tile_layers(self) -> Iterator[tuple[str, AnalogLinear]]:
+        """``(name, layer)`` of the tile layers this layer owns, in registration order."""
+        for name, module in self.named_children():
+            if isinstance(module, AnalogLayerBase):
+                yield name, module
+
+    # ------------------------------------------------------------------ conversion
+    @staticmethod
+    def _ctor_kwargs(module: nn.Module) -> dict[str, Any]:
+        """The constructor keyword arguments (torch names) describing ``module``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_digital(
+        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+    ):
+        """An analog layer with ``module``'s hyper-parameters and parameters, each tile layer
+        programmed with a draw from ``seed`` and its name (default: ``config.seed``)."""
+        if not isinstance(module, cls._FLOAT_MODULE):
+            raise TypeError(
+                f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
+                f"got {type(module).__name__}"
+            )
+        w = next(module.parameters())
+        with deferred_programming():
+            layer = cls(**cls._ctor_kwargs(module), config=config, device=w.device, dtype=w.dtype)
+        _copy_named_parameters(module, layer)
+        layer.program(seed)
+        layer.train(module.training)
+        return layer
+
+    @classmethod
+    def from_float(
+        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+    ):
+        """Alias of :meth:`from_digital` (the torch.ao name)."""
+        return cls.from_digital(module, config, seed)
+
+    def to_digital(self) -> nn.Module:
+        """The plain torch module with this layer's hyper-parameters and parameters."""
+        w = next(self.parameters())
+        module = self._FLOAT_MODULE(**self._ctor_kwargs(self), device=w.device, dtype=w.dtype)
+        _copy_named_parameters(self, module)
+        return module.train(self.training)
+
+    def to_float(self) -> nn.Module:
+        """Alias of :meth:`to_digital` (the torch.ao name)."""
+        return self.to_digital()
+
+    # ------------------------------------------------------------------ the tiles
+    def program(self, seed: Optional[int] = None) -> None:
+        """Program every tile layer (a new device draw; ``seed`` mixed with each tile's name)."""
+        for name, tile in self.tile_layers():
+            tile.program(None if seed is None else name_seed(seed, name))
+
+    def drift_to(self, t_s: float) -> None:
+        """Read every tile layer ``t_s`` seconds after programming from now on."""
+        for _, tile in self.tile_layers():
+            tile.drift_to(t_s)
+
+    def _runs_digital(self) -> bool:
+        """Training without hardware-aware tiles: torch's own forward (identical numerics)."""
+        if not self.training:
+            return False
+        tiles = [tile for _, tile in self.tile_layers()]
+        if any(t._calib is not None for t in tiles):
+            return False
+        return not any(t.config.training.hardware_aware for t in tiles)
+
+    def _analog_repr(self) -> str:
+        c = self.config
+        dac = "ideal" if c.dac.bits is None else f"{c.dac.bits}b"
+        adc = "ideal" if c.adc.bits is None else f"{c.adc.bits}b"
+        names = ", ".join(name for name, _ in self.tile_layers())
+        return f"tile_layers=[{names}], device={c.device.describe()}, dac={dac}, adc={adc}"
+
+
+@torch.no_grad()
+def _copy_named_parameters(src: nn.Module, dst: nn.Module) -> None:
+    """Copy every parameter of ``dst`` from ``src`` by torch name (tile aliases share them)."""
+    source = dict(src.named_parameters(remove_duplicate=False))
+    for name, p in dst.named_parameters():  # one name per tensor: torch's, registered first
+        if name not in source:
+            raise ValueError(f"{type(src).__name__} has no parameter {name!r} for {type(dst)}")
+        p.copy_(source[name])
