@@ -140,12 +140,35 @@ class EvalSettings:
     calibration_batches: int = 4
     max_samples: Optional[int] = None
     seed: int = 0
+    objective_time: Optional[float] = None
+    """Drift time (s) of the accuracy a search optimizes (``None``: the last of ``times``);
+    added to ``times`` when missing."""
+    only_objective_time: bool = False
+    """Evaluate at ``objective_time`` only (fast search trials)."""
 
     def __post_init__(self) -> None:
         times = list(self.times) if isinstance(self.times, (list, tuple)) else None
         if not times or not all(_is_number(t) and t >= 0 for t in times):
             _fail("eval.times", f"must be a non-empty list of seconds >= 0, got {self.times!r}")
         self.times = [float(t) for t in times]
+        if self.objective_time is not None:
+            if not _is_number(self.objective_time) or self.objective_time < 0:
+                _fail(
+                    "eval.objective_time",
+                    f"must be seconds >= 0 or null, got {self.objective_time!r}",
+                )
+            self.objective_time = float(self.objective_time)
+            if self.objective_time not in self.times:
+                self.times = sorted([*self.times, self.objective_time])
+        else:
+            self.objective_time = self.times[-1]
+        if not isinstance(self.only_objective_time, bool):
+            _fail(
+                "eval.only_objective_time",
+                f"must be true or false, got {self.only_objective_time!r}",
+            )
+        if self.only_objective_time:
+            self.times = [self.objective_time]
         for key in ("repeats", "batch_size", "calibration_batches"):
             value = getattr(self, key)
             if not _is_int(value) or value < 1:
@@ -200,6 +223,10 @@ class Experiment:
     paths: PathSettings
     seed: int = 0
     threads: Optional[int] = None
+    layer_configs: dict[str, aimc.AnalogConfig] = field(default_factory=dict)
+    """Per-layer hardware (``analog.layers``), by ``fnmatch`` pattern of qualified names."""
+    digital_layers: list[str] = field(default_factory=list)
+    """Layers kept digital (``analog.digital`` and ``analog.layers.<name>.digital``)."""
     config: dict[str, Any] = field(default_factory=dict)
     """The resolved config as plain containers (written to results.json)."""
     choices: dict[str, str] = field(default_factory=dict)
@@ -292,6 +319,8 @@ def _model(cfg: DictConfig) -> tuple[Callable[..., Any], dict[str, Any]]:
 def _analog(cfg: DictConfig) -> aimc.AnalogConfig:
     parts = {key: _instantiate(cfg, key) for key in ("device", "tile", "dac", "adc", "mapping")}
     analog = OmegaConf.to_container(cfg.get("analog", {}), resolve=True)
+    analog.pop("digital", None)  # per-layer choices: see _layer_choices
+    analog.pop("layers", None)
     try:
         return aimc.AnalogConfig(
             **parts,
@@ -307,6 +336,83 @@ def _analog(cfg: DictConfig) -> aimc.AnalogConfig:
             if text.startswith(cls):
                 raise ConfigError(_explain(key, cfg[key], err)) from None
         raise ConfigError(f"analog: {text}") from None
+
+
+# per-layer fields: the config groups a layer may change, each the AnalogConfig field it replaces
+_LAYER_GROUPS = {"device": None, "tile": aimc.TileConfig, "dac": aimc.DACConfig}
+_LAYER_GROUPS.update({"adc": aimc.ADCConfig, "mapping": aimc.MappingConfig})
+
+
+def _layer_nodes(node: Any, prefix: str, key: str) -> dict[str, dict[str, Any]]:
+    """``{"features.0": {"adc": {...}}}`` from the nested ``analog.layers`` node: a layer name
+    with dots (``features.0``) arrives nested, so descend until the keys are fields."""
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f"{key}={node!r}: expected a mapping of layer fields ({sorted(_LAYER_GROUPS)}, digital)"
+        )
+    fields = {k: v for k, v in node.items() if k in _LAYER_GROUPS or k == "digital"}
+    out = {prefix: fields} if fields and prefix else {}
+    if fields and not prefix:
+        raise ConfigError(
+            f"{key}.{next(iter(fields))}: name the layer first ({key}.<layer>.<field>)"
+        )
+    for name, child in node.items():
+        if name not in fields:
+            out.update(
+                _layer_nodes(child, f"{prefix}.{name}" if prefix else str(name), f"{key}.{name}")
+            )
+    return out
+
+
+def _layer_choices(
+    cfg: DictConfig, base: aimc.AnalogConfig
+) -> tuple[dict[str, aimc.AnalogConfig], list[str]]:
+    """Per-layer configs and digital layers from ``analog.layers`` and ``analog.digital``.
+
+    ``analog.digital=[fc2]`` keeps layers (``fnmatch`` patterns of qualified names) digital;
+    ``++analog.layers.fc1.adc.bits=6`` (any field of tile/dac/adc/mapping, ``device`` by name,
+    or ``digital: true``) gives one layer its own hardware on top of the global groups.
+    """
+    node = cfg.get("analog", {})
+    digital = OmegaConf.to_container(node, resolve=True).get("digital") or []
+    if isinstance(digital, str):
+        digital = [digital]
+    if not isinstance(digital, list) or not all(isinstance(d, str) for d in digital):
+        raise ConfigError(f"analog.digital={digital!r}: must be a list of layer names")
+    layers = OmegaConf.to_container(node, resolve=True).get("layers") or {}
+    configs: dict[str, aimc.AnalogConfig] = {}
+    exclude = list(digital)
+    for name, fields in _layer_nodes(layers, "", "analog.layers").items():
+        key = f"analog.layers.{name}"
+        flag = fields.pop("digital", False)
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{key}.digital={flag!r}: must be true or false")
+        if flag and name not in exclude:
+            exclude.append(name)
+        changes: dict[str, Any] = {}
+        for group, values in fields.items():
+            if group == "device":
+                changes["device"] = values
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"{key}.{group}={values!r}: expected fields of {group}")
+            current = getattr(base, group)
+            known = {f.name for f in dataclasses.fields(current)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ConfigError(
+                    f"{key}.{group}.{unknown[0]}: unknown field; {group} has {sorted(known)}"
+                )
+            try:
+                changes[group] = dataclasses.replace(current, **values)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{key}.{group}: {err}") from None
+        if changes:
+            try:
+                configs[name] = dataclasses.replace(base, **changes)
+            except (TypeError, ValueError, KeyError) as err:
+                raise ConfigError(f"{key}: {err}") from None
+    return configs, exclude
 
 
 def _technology(cfg: DictConfig) -> Any:
@@ -359,11 +465,15 @@ def build(
         if k != "hydra"
     }
     factory, model_kwargs = _model(cfg)
+    analog = _analog(cfg)
+    layer_configs, digital_layers = _layer_choices(cfg, analog)
     exp = Experiment(
         dataset=_settings(DatasetSpec, cfg, "dataset"),
         model_factory=factory,
         model_kwargs=model_kwargs,
-        analog=_analog(cfg),
+        analog=analog,
+        layer_configs=layer_configs,
+        digital_layers=digital_layers,
         technology=_technology(cfg),
         train=_settings(TrainSettings, cfg, "train"),
         eval=_settings(EvalSettings, cfg, "eval"),

@@ -34,6 +34,7 @@ __all__ = [
     "ImageDataset",
     "DataSplit",
     "DATASETS",
+    "DATASET_SHAPES",
     "load_dataset",
     "check_available",
     "missing_files",
@@ -322,6 +323,14 @@ def _load_cifar10(spec: DatasetSpec) -> tuple[ImageDataset, ImageDataset, int]:
 
     return part(_CIFAR_TRAIN), part(_CIFAR_TEST), 10
 
+
+# (input shape (C, H, W), classes) of each dataset, known without loading it (cost-only runs)
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+}
 
 _LOADERS = {
     "digits": _load_digits,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import fnmatch
 import itertools
 import json
 import logging
@@ -32,7 +33,13 @@ import aimc
 from aimc.logging import TBLogger, time_tag
 from experiments import plots
 from experiments.config import ConfigError, Experiment
-from experiments.datasets import DataSplit, ImageDataset, batches, load_dataset
+from experiments.datasets import (
+    DATASET_SHAPES,
+    DataSplit,
+    ImageDataset,
+    batches,
+    load_dataset,
+)
 from experiments.models import build_model
 
 __all__ = [
@@ -42,6 +49,8 @@ __all__ = [
     "train",
     "evaluate_analog",
     "cost_summary",
+    "cost_only",
+    "objectives",
     "write_json_atomic",
 ]
 
@@ -255,17 +264,48 @@ def _calibration_batches(exp: Experiment, data: DataSplit) -> list[torch.Tensor]
     return [x for x, _ in itertools.islice(it, exp.eval.calibration_batches)]
 
 
+def _check_layer_names(exp: Experiment, model: nn.Module) -> None:
+    """Each ``analog.digital`` / ``analog.layers`` name must match a layer conversion replaces."""
+    mapping = aimc.get_default_analog_module_mapping()
+    names = [
+        n for n, m in model.named_modules() if n and any(c in mapping for c in type(m).__mro__)
+    ]
+    for key, patterns in (
+        ("analog.digital", exp.digital_layers),
+        ("analog.layers", exp.layer_configs),
+    ):
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise ConfigError(
+                    f"{key}: {pattern!r} matches no layer of {type(model).__name__}; "
+                    f"its layers: {', '.join(names)}"
+                )
+    if names and all(any(fnmatch.fnmatchcase(n, p) for p in exp.digital_layers) for n in names):
+        raise ConfigError(
+            f"analog.digital={exp.digital_layers}: every layer of {type(model).__name__} is "
+            "digital, nothing to run on analog hardware; keep at least one layer analog"
+        )
+
+
+def _convert(exp: Experiment, model: nn.Module, training: Optional[aimc.TrainingConfig] = None):
+    """``convert_to_analog`` with the per-layer configs and digital layers of ``exp``."""
+    base, layers = exp.analog, exp.layer_configs
+    if training is not None:
+        base = dataclasses.replace(base, training=training)
+        layers = {k: dataclasses.replace(v, training=training) for k, v in layers.items()}
+    return aimc.convert_to_analog(model, base, layer_configs=layers, exclude=exp.digital_layers)
+
+
 def _analog_model(
     exp: Experiment, data: DataSplit, model: nn.Module, tb: Any
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Convert (fine-tuning hardware-aware first when ``train.hardware_aware``) and calibrate."""
     calib = _calibration_batches(exp, data)
     if not exp.train.hardware_aware or exp.train.finetune_epochs == 0:
-        analog = aimc.convert_to_analog(model, exp.analog)
+        analog = _convert(exp, model)
         aimc.calibrate(analog, calib)
         return analog.eval(), []
-    hw = dataclasses.replace(exp.analog, training=exp.train.training_config())
-    analog = aimc.convert_to_analog(model, hw)
+    analog = _convert(exp, model, exp.train.training_config())
     aimc.calibrate(analog, calib)
     history = train(
         analog,
@@ -394,6 +434,45 @@ def cost_summary(
     return summary, report
 
 
+_COST_KEYS = ("energy_j", "latency_s", "area_mm2", "tops_per_w")
+
+
+def objectives(exp: Experiment, rows: list[dict[str, Any]], cost: Optional[dict[str, Any]]):
+    """What a search optimizes: the accuracy (mean and std over device draws) at
+    ``eval.objective_time`` and the cost totals of one inference."""
+    out: dict[str, Any] = {"t_s": exp.eval.objective_time}
+    for row in rows:
+        if math.isclose(row["t_s"], exp.eval.objective_time, rel_tol=1e-12, abs_tol=1e-12):
+            out.update(accuracy=row["accuracy_mean"], accuracy_std=row["accuracy_std"])
+            out["repeats"] = row["repeats"]
+    for key in _COST_KEYS:
+        out[key] = (cost or {}).get(key)
+    return out
+
+
+def cost_only(exp: Experiment) -> dict[str, Any]:
+    """The cost totals of ``exp``'s hardware, without data or training.
+
+    The model gets its seeded initial weights and the input a seeded uniform image of the
+    dataset's shape, so the data-dependent terms (crossbar read energy, which is small) are
+    estimates; the architecture-dependent ones (ADC and DAC conversions, tiles, area, latency)
+    are the same as a full run's. Returns ``{"energy_j", "latency_s", "area_mm2",
+    "tops_per_w"}`` (``None`` values without a cost model).
+    """
+    if exp.dataset.name not in DATASET_SHAPES:
+        raise ConfigError(f"dataset.name={exp.dataset.name!r}: no known shape for a cost-only run")
+    in_shape, classes = DATASET_SHAPES[exp.dataset.name]
+    with torch.random.fork_rng():
+        torch.manual_seed(exp.seed)
+        model = build_model(exp.model_factory, in_shape, classes, **exp.model_kwargs)
+        example = torch.rand(1, *in_shape)
+    _check_layer_names(exp, model)
+    analog = _convert(exp, model).eval()
+    aimc.calibrate(analog, [example])  # converter ranges from the stand-in input
+    summary, _ = cost_summary(analog, example, exp.technology)
+    return {k: (summary or {}).get(k) for k in _COST_KEYS}
+
+
 # --- the run -------------------------------------------------------------------------------------
 def _hparams(exp: Experiment) -> dict[str, Any]:
     hp: dict[str, Any] = dict(exp.choices)
@@ -441,6 +520,7 @@ def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
         type(model).__name__,
         sum(p.numel() for p in model.parameters()),
     )
+    _check_layer_names(exp, model)
     tb = _logger(exp, output_dir)
     try:
         source, history = _digital_model(exp, data, model, tb)
@@ -502,6 +582,7 @@ def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
             "normal_sampler": aimc.sampling.normal_sampler(),
             "analog": rows,
             "cost": cost,
+            "objective": {**objectives(exp, rows, cost), "test_images": len(test)},
             "train_history": history,
             "finetune_history": finetune,
             "timing_s": {

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from aimc.logging import time_tag
 
-__all__ = ["accuracy_vs_time", "energy_breakdown", "pareto", "sweep_accuracy_vs_time"]
+__all__ = ["accuracy_vs_time", "energy_breakdown", "pareto", "sweep_accuracy_vs_time", "cost_scale"]
 
 
 def _time_axis(ax, times: Sequence[float]) -> None:
@@ -79,51 +81,136 @@ def energy_breakdown(
     return fig
 
 
+_UNITS = {
+    "energy_j": (
+        "energy per inference",
+        "J",
+        ((1e-15, "f"), (1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")),
+    ),
+    "latency_s": (
+        "latency per inference",
+        "s",
+        ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m"), (1.0, "")),
+    ),
+}
+
+
+def cost_scale(key: str, values: Sequence[float]) -> tuple[float, str]:
+    """``(factor, axis label)`` that shows ``values`` of cost ``key`` in a readable unit: energy
+    in fJ..J and latency in ps..s by their median; area in mm², efficiency in TOPS/W."""
+    if key in _UNITS:
+        name, base, prefixes = _UNITS[key]
+        finite = sorted(abs(v) for v in values if v)
+        median = finite[len(finite) // 2] if finite else 1.0
+        factor, prefix = prefixes[0]
+        for f, p in prefixes:
+            if median >= f:
+                factor, prefix = f, p
+        return 1.0 / factor, f"{name} ({prefix}{base})"
+    return 1.0, {"area_mm2": "area (mm²)", "tops_per_w": "efficiency (TOPS/W)"}.get(key, key)
+
+
 def pareto(
     energy_j: Sequence[float],
     accuracy: Sequence[float],
     labels: Sequence[str],
     front: Sequence[int],
     *,
+    accuracy_std: Optional[Sequence[Optional[float]]] = None,
     accuracy_label: str = "test accuracy",
+    cost_key: str = "energy_j",
+    digital: Optional[float] = None,
+    color_values: Optional[Sequence[float]] = None,
+    color_label: str = "",
     title: str = "",
 ) -> Figure:
-    """Accuracy against energy per inference for every run; the Pareto front joined by a line."""
-    fig = Figure(figsize=(7.5, 5.0), dpi=110, layout="constrained")
-    ax = fig.add_subplot()
+    """Accuracy against a cost (energy per inference by default) for every run.
+
+    The Pareto front is joined by a line, drawn with error bars (``accuracy_std``) and numbered;
+    the numbers are listed with each front run's label in a panel beside the plot, so labels
+    never overprint however many runs there are. Other runs are grey, or coloured on a
+    continuous colour map by ``color_values`` (no colour repeats). The cost axis is shown in a
+    unit that suits its values (pJ, nJ, µJ, ...).
+    """
+    fig = Figure(figsize=(11.0, 5.5), dpi=110, layout="constrained")
+    ax, side = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1.0]})
+    side.set_axis_off()
     if not energy_j:
         ax.text(
             0.5,
             0.5,
-            "no run has both an energy and an accuracy\n(cost model missing?)",
+            "no run has both a cost and an accuracy\n(cost model missing?)",
             ha="center",
             va="center",
             transform=ax.transAxes,
         )
         ax.set_axis_off()
         return fig
-    x = [e * 1e12 for e in energy_j]
+    factor, xlabel = cost_scale(cost_key, energy_j)
+    x = [e * factor for e in energy_j]
     y = [100 * a for a in accuracy]
     on_front = set(front)
-    ax.scatter(
-        [x[i] for i in range(len(x)) if i not in on_front],
-        [y[i] for i in range(len(y)) if i not in on_front],
-        color="tab:gray",
-        label="run",
+    rest = [i for i in range(len(x)) if i not in on_front]
+    if color_values is not None and rest:
+        points = ax.scatter(
+            [x[i] for i in rest],
+            [y[i] for i in rest],
+            c=[color_values[i] for i in rest],
+            cmap="viridis",
+            s=18,
+            alpha=0.8,
+            label="other runs",
+        )
+        fig.colorbar(points, ax=ax, label=color_label, pad=0.01)
+    elif rest:
+        ax.scatter(
+            [x[i] for i in rest], [y[i] for i in rest], color="tab:gray", s=18, label="other runs"
+        )
+    order = sorted(front, key=lambda i: x[i])
+    fx, fy = [x[i] for i in order], [y[i] for i in order]
+    err = None
+    if accuracy_std is not None:
+        err = [100 * (accuracy_std[i] or 0.0) for i in order]
+    ax.errorbar(
+        fx,
+        fy,
+        yerr=err,
+        fmt="-o",
+        color="tab:red",
+        capsize=3,
+        label="Pareto front (± std over draws)",
     )
-    fx = [x[i] for i in front]
-    fy = [y[i] for i in front]
-    ax.plot(fx, fy, "-o", color="tab:red", label="Pareto front")
-    for i, label in enumerate(labels):
-        ax.annotate(label, (x[i], y[i]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for k, i in enumerate(order, start=1):
+        ax.annotate(
+            str(k),
+            (x[i], y[i]),
+            textcoords="offset points",
+            xytext=(5, -10 if k % 2 else 5),
+            fontsize=8,
+            color="tab:red",
+        )
+    if digital is not None:
+        ax.axhline(100 * digital, color="black", linestyle="--", linewidth=0.8, label="digital")
     if min(x) > 0 and max(x) / min(x) > 20:
         ax.set_xscale("log")
-    ax.margins(x=0.15, y=0.08)  # room for the labels of the outermost points
-    ax.set_xlabel("energy per inference (pJ)")
+    ax.margins(x=0.08, y=0.08)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{accuracy_label} (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
-    ax.set_title(title or "accuracy versus energy")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or "accuracy versus cost")
+    lines = [f"{k}. {labels[i]}" for k, i in enumerate(order, start=1)]
+    shown = lines[:30] + ([f"... {len(lines) - 30} more in the CSV"] if len(lines) > 30 else [])
+    side.text(
+        0.0,
+        1.0,
+        "Pareto front\n" + "\n".join(textwrap.fill(t, 48, subsequent_indent="   ") for t in shown),
+        va="top",
+        ha="left",
+        fontsize=7,
+        family="monospace",
+        transform=side.transAxes,
+    )
     return fig
 
 
@@ -133,14 +220,33 @@ def sweep_accuracy_vs_time(
     """Mean analog accuracy against drift time, one line per run (``None``: not evaluated)."""
     fig = Figure(figsize=(7.5, 5.0), dpi=110, layout="constrained")
     ax = fig.add_subplot()
-    for label, values in curves.items():
+    # more curves than a qualitative palette has colours: one continuous colour map, no repeats
+    many = len(curves) > 10
+    cmap = colormaps["viridis"]
+    for k, (label, values) in enumerate(curves.items()):
         pts = [(t, 100 * v) for t, v in zip(times_s, values) if v is not None]
+        color = cmap(k / max(len(curves) - 1, 1)) if many else None
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", label=label)
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                "-o",
+                label=label,
+                color=color,
+                markersize=3 if many else 6,
+                linewidth=0.8 if many else 1.5,
+            )
     _time_axis(ax, times_s)
     ax.set_ylabel("analog test accuracy (%)")
     ax.grid(True, alpha=0.3)
-    if len(curves) <= 12:
+    if not many:
         ax.legend(fontsize=7, loc="lower left")
+    elif curves:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        fig.colorbar(
+            ScalarMappable(Normalize(0, len(curves) - 1), cmap), ax=ax, label="run (in order)"
+        )
     ax.set_title(title or "accuracy versus drift time")
     return fig

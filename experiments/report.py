@@ -179,11 +179,22 @@ def _fmt(value: Any) -> Any:
     return "" if value is None else value
 
 
-def make_report(folder: str, at: Optional[str] = None, tensorboard: bool = True) -> dict[str, Any]:
+def make_report(
+    folder: str, at: Optional[str] = None, tensorboard: bool = True, tolerance_pp: float = 0.5
+) -> dict[str, Any]:
     """Write ``report.csv``, ``pareto.csv``, ``pareto.png`` (and TensorBoard events) in
-    ``folder``; returns the paths, the swept fields and the front."""
+    ``folder``; returns the paths, the swept fields and the front.
+
+    A design-space search (``optuna.db`` in ``folder``) gets the search report instead
+    (:func:`experiments.dse_report.search_report`: trials, front with hypervolume, best design
+    within ``tolerance_pp`` of digital).
+    """
+    if os.path.isfile(os.path.join(folder, "optuna.db")):
+        from experiments.dse_report import search_report
+
+        return search_report(folder, tolerance_pp=tolerance_pp, tensorboard=tensorboard)
     runs = load_runs(folder)
-    if not runs:
+    if not runs and not os.path.isfile(os.path.join(folder, "optuna.db")):
         raise FileNotFoundError(f"no {RESULTS} under {os.path.abspath(folder)}")
     times = sorted({t for r in runs for t in r.times})
     t_at = parse_time(at) if at is not None else max(times)
@@ -233,6 +244,8 @@ def make_report(folder: str, at: Optional[str] = None, tensorboard: bool = True)
         [acc[i] for i in usable],
         [labels[i] for i in usable],
         [usable.index(i) for i in front],
+        accuracy_std=[runs[i].accuracy_at(t_at)[1] for i in usable],
+        digital=runs[0].results.get("digital_accuracy"),
         accuracy_label=f"analog accuracy at t={time_tag(t_at)}",
         title=f"{len(runs)} runs of {_short(folder)}",
     )
@@ -288,12 +301,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "(default: the longest time evaluated)",
     )
     parser.add_argument("--no-tensorboard", action="store_true", help="skip the TB events")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.5,
+        help="search report: the best design is the cheapest within this many percentage "
+        "points of the digital accuracy (default 0.5)",
+    )
     args = parser.parse_args(argv)
     try:
-        out = make_report(args.folder, at=args.at, tensorboard=not args.no_tensorboard)
+        out = make_report(
+            args.folder,
+            at=args.at,
+            tensorboard=not args.no_tensorboard,
+            tolerance_pp=args.tolerance,
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if "hypervolume" in out:  # a search
+        hv = out["hypervolume"]
+        print(f"{out['trials']} trials ({out['complete']} complete); Pareto front: {out['front']}")
+        print(f"hypervolume {hv:.4f}" if hv is not None else "hypervolume: n/a")
+        from experiments.dse_report import _best_text
+
+        print(_best_text(out["best"]))
+        for key in ("csv", "pareto_csv", "png", "best_json", "best_txt"):
+            print(f"wrote {out[key]}")
+        return 0
     print(f"{out['runs']} runs; swept: {', '.join(out['swept']) or '(nothing)'}")
     print(f"Pareto front at t={time_tag(out['t_s'])}: {', '.join(out['front']) or '(empty)'}")
     for key in ("csv", "pareto_csv", "png", "time_png"):
