@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -35,12 +37,24 @@ __all__ = [
     "Experiment",
     "build",
     "digital_cache_key",
+    "model_code_hash",
 ]
 
 _OPTIMIZERS = ("adam", "sgd")
 # fields of `train` that change the digital model (the cache key); the rest only fine-tune.
 _DIGITAL_TRAIN_FIELDS = ("epochs", "lr", "batch_size", "optimizer", "momentum", "weight_decay")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+
+
+def run_id() -> str:
+    """A token unique to this launch (process id and 16 random bits), for run folder names: two
+    runs started in the same second get different folders. Registered as the OmegaConf resolver
+    ``${run_id:}`` (cached, so every job of one launch sees the same value)."""
+    return f"{os.getpid()}-{secrets.token_hex(2)}"
+
+
+if not OmegaConf.has_resolver("run_id"):
+    OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 
 
 class ConfigError(ValueError):
@@ -236,12 +250,46 @@ class Experiment:
 
     @property
     def cache_key(self) -> str:
-        """Hash of the fields that determine the trained digital model."""
-        return digital_cache_key(self.config)
+        """Hash of what determines the trained digital model: the config fields and the source
+        code of the model (see :func:`model_code_hash`)."""
+        return digital_cache_key(self.config, model_code=model_code_hash(self.model_factory))
 
 
-def digital_cache_key(config: dict[str, Any]) -> str:
-    """A short hash of the dataset, model, digital training fields and seed of ``config``.
+def model_code_hash(factory: Any) -> str:
+    """A hash of the source code that defines the model ``factory`` builds.
+
+    It covers the source file of ``factory``'s module and, for a class, of every module in its
+    method resolution order outside torch (a base class or mixin in another file). Editing the
+    model class, or any code next to it, changes the hash, so a stale cached checkpoint is never
+    reused for a changed model. Code without a source file (built at run time) hashes its
+    qualified name only; a cached checkpoint whose keys or shapes do not fit is retrained.
+    """
+    objects = list(inspect.getmro(factory)) if inspect.isclass(factory) else [factory]
+    files: list[str] = []
+    for obj in objects:
+        module = getattr(obj, "__module__", "") or ""
+        if module == "builtins" or module.split(".")[0] == "torch":
+            continue
+        try:
+            path = inspect.getsourcefile(obj)
+        except TypeError:
+            path = None
+        if path and path not in files:
+            files.append(path)
+    digest = hashlib.sha256()
+    digest.update(f"{getattr(factory, '__module__', '')}.{factory.__qualname__}".encode())
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                digest.update(f.read())
+        except OSError:
+            digest.update(path.encode())
+    return digest.hexdigest()[:16]
+
+
+def digital_cache_key(config: dict[str, Any], model_code: Optional[str] = None) -> str:
+    """A short hash of the dataset, model, digital training fields and seed of ``config``, and
+    of ``model_code`` (:func:`model_code_hash` of the model factory).
 
     Runs that differ only in hardware fields (device, tile, DAC, ADC, mapping, technology, eval,
     hardware-aware fine-tuning) share the key, hence the cached digital checkpoint.
@@ -252,6 +300,7 @@ def digital_cache_key(config: dict[str, Any]) -> str:
         "version": _CACHE_VERSION,
         "dataset": dataset,
         "model": config["model"],
+        "model_code": model_code,
         "train": train,
         "seed": config.get("seed"),
     }

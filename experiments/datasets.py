@@ -196,12 +196,29 @@ def write_idx(path: str, array: np.ndarray) -> None:
         f.write(header + array.tobytes())
 
 
+def _spellings(name: str) -> list[str]:
+    """``name`` as published (``train-images-idx3-ubyte``) and with a dot before ``idx``
+    (``train-images.idx3-ubyte``, as some mirrors and unpackers write it), raw or ``.gz``."""
+    dotted = name.replace("-idx", ".idx")
+    return [n + ext for n in dict.fromkeys((name, dotted)) for ext in ("", ".gz")]
+
+
 def _find(root: str, name: str) -> Optional[str]:
-    for candidate in (name, name + ".gz"):
+    for candidate in _spellings(name):
         path = os.path.join(root, candidate)
         if os.path.isfile(path):
             return path
     return None
+
+
+def _near_matches(root: str) -> list[str]:
+    """Files in ``root`` that look like IDX files but match no expected name."""
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    known = {n for name in _IDX_FILES.values() for n in _spellings(name)}
+    return [n for n in names if ("idx" in n.lower() or "ubyte" in n.lower()) and n not in known]
 
 
 def _cifar_dir(root: str) -> str:
@@ -271,9 +288,12 @@ def check_available(spec: DatasetSpec) -> None:
             return
     where = os.path.abspath(spec.root)
     gz = " (raw or .gz)" if spec.name != "cifar10" else ""
+    near = _near_matches(spec.root) if spec.name != "cifar10" else []
+    found = f" Found similar files that match no expected name: {', '.join(near)}." if near else ""
     raise DatasetNotFoundError(
         f"dataset={spec.name}: missing {', '.join(missing)}{gz} in dataset.root={where} and "
         f"{reason}. Put the files there (source: {_URLS[spec.name]}) or set dataset.root=<folder>."
+        f"{found}"
     )
 
 

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import statistics
 import time
 from collections.abc import Iterator
@@ -52,12 +53,16 @@ __all__ = [
     "cost_only",
     "objectives",
     "write_json_atomic",
+    "finished_results",
 ]
 
 log = logging.getLogger(__name__)
 
 RESULTS = "results.json"
 CHECKPOINT = "model.pt"
+# what a run writes into its folder (besides Hydra's .hydra/ and log): removed when a killed
+# run's folder is run again, so that the two runs' files never mix
+RUN_OUTPUTS = (RESULTS, CHECKPOINT, "model_finetuned.pt", "cost.txt", "cost.json", "tensorboard")
 
 
 class _NoLogger:
@@ -120,22 +125,126 @@ def _file_lock(path: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _load_state_dict(path: str) -> dict[str, torch.Tensor]:
+def _load_state_dict(path: str, what: Optional[str] = None) -> dict[str, torch.Tensor]:
+    """The state_dict in ``path``; errors name ``what`` (default ``train.checkpoint=<path>``)."""
+    what = what or f"train.checkpoint={path!r}"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated, corrupt or non-torch file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
-            f"train.checkpoint={path!r}: not a readable torch state_dict "
+            f"{what}: not a readable torch state_dict "
             f"(torch.load(weights_only=True) failed: {first})"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ConfigError(
-            f"train.checkpoint={path!r} holds a {type(state).__name__}, not a state_dict"
-        )
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{what} holds a {type(state).__name__}, not a state_dict of tensors")
     return state
+
+
+def _load_cached(base: str, model: nn.Module) -> Optional[list[dict[str, float]]]:
+    """Load the cached digital model ``base``.pt/.json into ``model``; its training history, or
+    ``None`` when the cache is unusable (unreadable, truncated, or not this model's layout): the
+    files are then named in a warning and removed, and the caller retrains."""
+    pt, meta = base + ".pt", base + ".json"
+    try:
+        with open(meta) as f:
+            history = json.load(f)["history"]
+        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+            raise ValueError("'history' is not a list of epochs")
+        for row in history:
+            for key in ("epoch", "loss", "accuracy", "test_accuracy"):
+                if not isinstance(row.get(key), (int, float)):
+                    raise ValueError(f"an epoch lacks the number {key!r}")
+        state = _load_state_dict(pt, what=f"cached digital model {pt}")
+        model.load_state_dict(state)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        detail = " ".join(str(err).split())[:300]
+        log.warning(
+            "the cached digital model %s(.pt/.json) is unusable (%s: %s); removing it and "
+            "training again",
+            base,
+            type(err).__name__,
+            detail,
+        )
+        for path in (pt, meta):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return None
+    return history
+
+
+@contextlib.contextmanager
+def _run_folder_lock(output_dir: str) -> Iterator[None]:
+    """Hold an exclusive lock on the folder ``output_dir`` for the run; a second live run into
+    it is refused (the lock goes with the process, killed or not; no file is left behind)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    fd = os.open(output_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(
+                f"run folder {output_dir}: another run is writing into it; give this run its "
+                "own folder (hydra.run.dir=...)"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _comparable(config: Any) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def finished_results(exp: Experiment, output_dir: str) -> Optional[dict[str, Any]]:
+    """The results of this very run if ``output_dir`` already holds them (a relaunched sweep's
+    finished job: it is skipped), else ``None`` after clearing what an unfinished (killed) run
+    left there.
+
+    Raises:
+        ConfigError: ``output_dir`` holds the finished results of a different run.
+    """
+    path = os.path.join(output_dir, RESULTS)
+    previous = None
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None  # unreadable: treated as an unfinished run's leftover
+    if isinstance(previous, dict) and isinstance(previous.get("config"), dict):
+        if _comparable(previous["config"]) == _comparable(exp.config):
+            return previous
+        old, new = previous["config"], json.loads(_comparable(exp.config))
+        differ = sorted(
+            k for k in set(old) | set(new) if _comparable(old.get(k)) != _comparable(new.get(k))
+        )
+        raise ConfigError(
+            f"run folder {output_dir} holds the finished results of a different run (config "
+            f"differs in {', '.join(differ)}); give this run its own folder "
+            "(hydra.run.dir=...) or delete that one"
+        )
+    leftovers = [n for n in RUN_OUTPUTS if os.path.exists(os.path.join(output_dir, n))]
+    if leftovers:
+        log.warning(
+            "run folder %s holds the outputs of an unfinished run (%s); removing them so that "
+            "the two runs never mix",
+            output_dir,
+            ", ".join(leftovers),
+        )
+        for name in leftovers:
+            target = os.path.join(output_dir, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)
+    return None
 
 
 # --- digital training ----------------------------------------------------------------------------
@@ -237,14 +346,15 @@ def _digital_model(
     os.makedirs(exp.paths.cache_dir, exist_ok=True)
     base = os.path.join(exp.paths.cache_dir, f"digital-{exp.cache_key}")
     with _file_lock(base + ".lock"):
-        if os.path.isfile(base + ".pt") and os.path.isfile(base + ".json"):
-            model.load_state_dict(_load_state_dict(base + ".pt"))
-            with open(base + ".json") as f:
-                history = json.load(f)["history"]
-            for row in history:
-                _log_epoch(tb, "train", row)
-            log.info("reused the cached digital model %s.pt", base)
-            return "cache", history
+        if os.path.isfile(base + ".pt") or os.path.isfile(base + ".json"):
+            initial = copy.deepcopy(model.state_dict())
+            history = _load_cached(base, model)
+            if history is not None:
+                for row in history:
+                    _log_epoch(tb, "train", row)
+                log.info("reused the cached digital model %s.pt", base)
+                return "cache", history
+            model.load_state_dict(initial)  # a partial load must not leak into training
         history = train(model, data, seed=exp.seed, tb=tb, **kwargs)
         _save_atomic(model.state_dict(), base + ".pt")
         write_json_atomic(
@@ -503,9 +613,23 @@ def _logger(exp: Experiment, output_dir: str) -> Any:
 
 
 def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
-    """Run the experiment ``exp``, writing its outputs to ``output_dir``; returns the results."""
-    start = time.perf_counter()
+    """Run the experiment ``exp``, writing its outputs to ``output_dir``; returns the results.
+
+    A folder that already holds this run's results (a relaunched sweep) is not run again: the
+    stored results are returned. A folder holding another run's results is refused, one that a
+    killed run left is cleared first, and one that another live run is writing into is refused.
+    """
     os.makedirs(output_dir, exist_ok=True)
+    with _run_folder_lock(output_dir):
+        previous = finished_results(exp, output_dir)
+        if previous is not None:
+            log.info("%s already holds the results of this run: skipped", output_dir)
+            return previous
+        return _run(exp, output_dir)
+
+
+def _run(exp: Experiment, output_dir: str) -> dict[str, Any]:
+    start = time.perf_counter()
     if exp.threads is not None:
         torch.set_num_threads(exp.threads)
     seed_everything(exp.seed)

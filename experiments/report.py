@@ -89,8 +89,35 @@ def _order_key(path: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"[\\/]", path))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def results_problem(results: Any) -> Optional[str]:
+    """What keeps ``results`` (a parsed ``results.json``) from being a row, or ``None``."""
+    if not isinstance(results, dict):
+        return f"holds a JSON {type(results).__name__}, not an object of results"
+    for key, kind in (("config", dict), ("choices", dict), ("overrides", list), ("analog", list)):
+        if key not in results:
+            return f"has no {key!r} field"
+        if not isinstance(results[key], kind):
+            return f"field {key!r} is a {type(results[key]).__name__}, not a {kind.__name__}"
+    if not _is_number(results.get("digital_accuracy")):
+        return "field 'digital_accuracy' is missing or not a number"
+    for i, row in enumerate(results["analog"]):
+        if not isinstance(row, dict):
+            return f"analog[{i}] is not an object"
+        for key in ("t_s", "accuracy_mean", "accuracy_std"):
+            if not _is_number(row.get(key)):
+                return f"analog[{i}].{key} is missing or not a number"
+    if results.get("cost") is not None and not isinstance(results["cost"], dict):
+        return f"field 'cost' is a {type(results['cost']).__name__}, not an object or null"
+    return None
+
+
 def load_runs(folder: str) -> list[Run]:
-    """Every readable ``results.json`` under ``folder``, in job order."""
+    """Every readable, well-formed ``results.json`` under ``folder``, in job order; others are
+    skipped with a line on stderr naming the file and what is wrong with it."""
     runs = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d not in ("tensorboard", "tensorboard_report", ".hydra")]
@@ -102,6 +129,10 @@ def load_runs(folder: str) -> list[Run]:
                 results = json.load(f)
         except (OSError, json.JSONDecodeError) as err:
             print(f"skipping {path}: {err}", file=sys.stderr)
+            continue
+        problem = results_problem(results)
+        if problem is not None:
+            print(f"skipping {path}: {problem}", file=sys.stderr)
             continue
         flat = {f"{k}": v for k, v in (results.get("choices") or {}).items()}
         flat.update(_flatten(results.get("config") or {}))

@@ -89,6 +89,40 @@ def test_two_point_sweep_and_report(tmp_path):
     acc.Reload()
     assert {"report/pareto", "report/accuracy_vs_time"} <= set(acc.Tags()["images"])
 
+    # relaunched into its folder after job 1 was killed: job 0 is skipped, job 1 redone cleanly
+    stamp = os.stat(sweep / "0" / "model.pt").st_mtime_ns
+    os.remove(sweep / "1" / "results.json")
+    proc = hydra_run(
+        "-m", "adc.bits=4,8", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert os.stat(sweep / "0" / "model.pt").st_mtime_ns == stamp
+    assert "already holds the results of this run: skipped" in (sweep / "0" / "run.log").read_text()
+    assert "unfinished run" in (sweep / "1" / "run.log").read_text()
+    assert len(list((sweep / "1" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert json.load(open(sweep / "1" / "results.json"))["config"]["adc"]["bits"] == 8
+
+
+def test_two_runs_started_together_get_their_own_folders(tmp_path):
+    env = dict(os.environ, HYDRA_FULL_ERROR="0", PYTHONPATH=str(REPO))
+    args = [*TINY, "eval.repeats=1", "logger=none", f"paths.root_dir={tmp_path}"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "experiments.run", *args, f"seed={seed}"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (0, 1)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+    found = sorted((tmp_path / "outputs" / "runs").glob("*/*/results.json"))
+    assert len(found) == 2
+    assert sorted(json.load(open(p))["config"]["seed"] for p in found) == [0, 1]
+
 
 @pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel(tmp_path):

@@ -157,3 +157,25 @@ def test_subsets_and_batches():
 def test_spec_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"dataset.{field}"):
         DatasetSpec(**{field: value})
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_files_with_a_dot_before_idx_are_found(tmp_path, gz):
+    arrays = _write_mnist_like(tmp_path, gz=gz)
+    for name in IDX_NAMES:
+        ext = ".gz" if gz else ""
+        os.rename(tmp_path / (name + ext), tmp_path / (name.replace("-idx", ".idx") + ext))
+    spec = DatasetSpec(name="mnist", root=str(tmp_path), download=False)
+    assert missing_files(spec) == []
+    split = load_dataset(spec)
+    assert split.train.labels.tolist() == arrays[IDX_NAMES[1]].tolist()
+
+
+def test_the_missing_files_error_names_near_matches(tmp_path):
+    _write_mnist_like(tmp_path, gz=False)
+    os.rename(tmp_path / IDX_NAMES[0], tmp_path / "train_images_idx3.ubyte")
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset(DatasetSpec(name="mnist", root=str(tmp_path), download=False))
+    message = str(info.value)
+    assert IDX_NAMES[0] in message and "train_images_idx3.ubyte" in message
+    assert IDX_NAMES[1] + "," not in message.split("Found")[-1]

@@ -149,3 +149,52 @@ def test_corrupt_or_foreign_checkpoint_is_a_named_error(tmp_path):
     torch.save([torch.zeros(2)], other)
     with pytest.raises(ConfigError, match="holds a list, not a state_dict"):
         _load_state_dict(str(other))
+
+
+def test_a_finished_run_folder_is_skipped_not_run_again(single):
+    tmp_path, first, output_dir = single
+    stamp = os.stat(os.path.join(output_dir, "model.pt")).st_mtime_ns
+    again, _ = run_tiny(tmp_path)
+    assert again == first
+    assert os.stat(os.path.join(output_dir, "model.pt")).st_mtime_ns == stamp
+
+
+def test_a_folder_with_another_runs_results_is_refused(single):
+    from experiments.config import ConfigError
+
+    tmp_path, _, output_dir = single
+    with pytest.raises(ConfigError, match=r"different run \(config differs in adc\)") as err:
+        run_tiny(tmp_path, ["adc.bits=4"])
+    assert output_dir in str(err.value)
+
+
+def test_a_killed_runs_leftovers_are_cleared_before_the_new_run(tmp_path, caplog):
+    folder = tmp_path / "run"
+    (folder / "tensorboard").mkdir(parents=True)
+    stale = folder / "tensorboard" / "events.out.tfevents.1.killed"
+    stale.write_bytes(b"old")
+    (folder / "cost.txt").write_text("old cost")
+    results, _ = run_tiny(tmp_path, ["eval.repeats=1", "eval.times=[1.0]"])
+    assert not stale.exists()
+    assert len(list((folder / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert "unfinished run" in caplog.text and "cost.txt" in caplog.text
+    assert results["analog"][0]["repeats"] == 1
+
+
+def test_a_corrupt_cache_file_is_named_removed_and_retrained(single, caplog):
+    tmp_path, first, _ = single
+    base = tmp_path / "outputs" / "cache" / f"digital-{first['cache_key']}"
+    pt = base.with_suffix(".pt")
+    for spoil in (
+        lambda: pt.write_bytes(pt.read_bytes()[:100]),  # truncated checkpoint
+        lambda: base.with_suffix(".json").write_text("[1, 2"),  # truncated history
+        lambda: torch.save({"fc1.weight": torch.zeros(3, 3)}, pt),  # another model's layout
+    ):
+        spoil()
+        caplog.clear()
+        results, _ = run_tiny(tmp_path, ["eval.repeats=1"], out=f"retrain-{spoil.__hash__()}")
+        assert results["digital_source"] == "trained"
+        assert results["digital_accuracy"] == first["digital_accuracy"]
+        assert str(base) in caplog.text and "unusable" in caplog.text
+        assert "train.checkpoint" not in caplog.text
+        assert pt.is_file() and base.with_suffix(".json").is_file()  # rewritten

@@ -103,3 +103,47 @@ def test_runs_without_cost_are_left_out_of_the_front(tmp_path, capsys):
 def test_empty_folder_is_an_error(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ([1, 2, 3], "JSON list"),
+        ({"config": {}}, "no 'choices' field"),
+        ("just a string", "JSON str"),
+        (None, "JSON NoneType"),
+    ],
+)
+def test_a_malformed_results_file_is_skipped_by_name(tmp_path, capsys, content, problem):
+    write_run(str(tmp_path), "0", bits=4, device="pcm", acc=[0.8, 0.7], energy=1e-9)
+    os.makedirs(tmp_path / "1")
+    with open(tmp_path / "1" / "results.json", "w") as f:
+        json.dump(content, f)
+    assert main([str(tmp_path), "--no-tensorboard"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping {tmp_path / '1' / 'results.json'}: " in err and problem in err
+    with open(tmp_path / "report.csv") as f:
+        assert [r["run"] for r in csv.DictReader(f)] == ["0"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda r: r.pop("analog"), "no 'analog' field"),
+        (lambda r: r.update(analog=[{"t_s": 1.0}]), "analog[0].accuracy_mean"),
+        (lambda r: r.update(analog=["x"]), "analog[0] is not an object"),
+        (lambda r: r.update(digital_accuracy="high"), "digital_accuracy"),
+        (lambda r: r.update(cost=[1.0]), "field 'cost' is a list"),
+        (lambda r: r.update(config=[]), "field 'config' is a list"),
+    ],
+)
+def test_a_results_file_missing_a_field_is_skipped_by_name(tmp_path, capsys, edit, problem):
+    write_run(str(tmp_path), "0", bits=4, device="pcm", acc=[0.8, 0.7], energy=1e-9)
+    write_run(str(tmp_path), "1", bits=8, device="pcm", acc=[0.9, 0.8], energy=2e-9)
+    path = tmp_path / "1" / "results.json"
+    results = json.loads(path.read_text())
+    edit(results)
+    path.write_text(json.dumps(results))
+    assert main([str(tmp_path), "--no-tensorboard"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipping {path}: " in err and problem in err
