@@ -6,11 +6,13 @@ import contextlib
 import copy
 import fnmatch
 import logging
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Optional
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from aimc.config import AnalogConfig
 from aimc.mappings import get_default_analog_module_mapping
@@ -43,13 +45,192 @@ def analog_layers(model: nn.Module) -> Iterator[tuple[str, AnalogLayerBase]]:
 _OPAQUE = (nn.MultiheadAttention,)
 
 
-def _target_for(module: nn.Module, mapping: Mapping[type, type]) -> Optional[type]:
+def _target_for(module: nn.Module, mapping: Mapping[type, type]) -> Optional[tuple[type, type]]:
+    """``(mapped digital class, analog class)`` for ``module``, or ``None`` if not mapped."""
     if isinstance(module, (AnalogLayerBase, AnalogContainer)):
         return None
     for cls in type(module).__mro__:  # the most derived mapped class wins
         if cls in mapping:
-            return mapping[cls]
+            return cls, mapping[cls]
     return None
+
+
+# Legacy reparametrizations (torch.nn.utils.prune, weight_norm, spectral_norm) keep the weight
+# as a plain attribute recomputed by a forward pre-hook from extra parameters/buffers; these
+# suffixes name those extras, which the analog layer takes over with the hook.
+_REPARAM_SUFFIXES = ("_orig", "_mask", "_g", "_v", "_u")
+
+
+def _reparam_hooks(module: nn.Module) -> list[tuple[str, object]]:
+    """``(tensor name, hook)`` of the legacy reparametrization hooks on ``module``."""
+    from torch.nn.utils.prune import BasePruningMethod
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    found = []
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, BasePruningMethod):
+            found.append((hook._tensor_name, hook))
+        elif isinstance(hook, (WeightNorm, SpectralNorm)):
+            found.append((hook.name, hook))
+    return found
+
+
+def _own_tensors(module: nn.Module) -> list[str]:
+    return [n for n, _ in module.named_parameters(recurse=False)] + [
+        n for n, _ in module.named_buffers(recurse=False)
+    ]
+
+
+def _reparam_extras(module: nn.Module) -> list[str]:
+    names = {t for t, _ in _reparam_hooks(module)}
+    return [
+        n
+        for n in _own_tensors(module)
+        if any(n == f"{t}{suffix}" for t in names for suffix in _REPARAM_SUFFIXES)
+    ]
+
+
+def _check_subclass(name: str, module: nn.Module, base: type, target: type, mapping) -> None:
+    """Refuse a subclass of a mapped layer whose behaviour its analog layer would drop."""
+    cls = type(module)
+    if parametrize.is_parametrized(module):  # torch's injected Parametrized<cls> subclass
+        cls = cls.__bases__[0]
+    if cls is base or cls in mapping:
+        return
+    reasons = []
+    if cls.forward is not base.forward:
+        reasons.append(f"its own forward ({cls.__qualname__}.forward)")
+    if issubclass(base, (nn.Linear, nn.modules.conv._ConvNd)):  # only weight and bias
+        known = {"weight", "bias", *_reparam_extras(module)}
+        extra = [n for n in _own_tensors(module) if n not in known]
+        if extra:
+            reasons.append(f"extra parameters/buffers {extra}")
+        children = [n for n, _ in module.named_children() if n != "parametrizations"]
+        if children:
+            reasons.append(f"submodules {children}")
+    if reasons:
+        raise TypeError(
+            f"convert_to_analog: {name or '<root>'} is a {cls.__qualname__}, a subclass of "
+            f"nn.{base.__name__} with {' and '.join(reasons)}; {target.__name__} would drop "
+            f"them. Keep it digital with exclude=[{name!r}], or, if its product with the weights "
+            f"is exactly nn.{base.__name__}'s, register it: mapping={{**aimc."
+            f"get_default_analog_module_mapping(), {cls.__name__}: {target.__name__}}}"
+        )
+
+
+_HOOK_DICTS = (
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_backward_pre_hooks",
+    "_backward_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+
+
+def _carry_hooks(src: nn.Module, dst: nn.Module) -> None:
+    """Give ``dst`` every hook of ``src`` (forward, with kwargs, always-called, backward, full
+    backward, state_dict and load_state_dict hooks), in their order."""
+    from torch.nn.modules.module import _WrappedHook
+
+    for attr in _HOOK_DICTS:
+        theirs = getattr(src, attr, None)
+        if not theirs:
+            continue
+        ours = getattr(dst, attr)
+        for key, hook in theirs.items():
+            if isinstance(hook, _WrappedHook) and getattr(hook, "with_module", False):
+                hook = copy.copy(hook)  # a hook bound to the digital module: bind it to dst
+                hook.module = weakref.ref(dst)
+            ours[key] = hook
+    if getattr(src, "_is_full_backward_hook", None) is not None:
+        dst._is_full_backward_hook = src._is_full_backward_hook
+
+
+def _share_tensors(src: nn.Module, dst: nn.Module) -> None:
+    """Make ``dst`` hold ``src``'s very parameters (tied weights stay tied, an optimizer of an
+    in-place conversion keeps working) and take over a legacy reparametrization (pruning
+    masks, weight_norm/spectral_norm factors) with its recomputed weight."""
+    extras = _reparam_extras(src)
+    for tname, _ in _reparam_hooks(src):
+        if tname in dst._parameters:
+            del dst._parameters[tname]
+        setattr(dst, tname, getattr(src, tname))  # the recomputed tensor (a plain attribute)
+    for n in extras:
+        if n in src._parameters:
+            dst.register_parameter(n, src._parameters[n])
+        else:
+            dst.register_buffer(
+                n, src._buffers[n], persistent=n not in src._non_persistent_buffers_set
+            )
+    for n in ("weight", "bias"):
+        p = src._parameters.get(n)
+        q = dst._parameters.get(n)
+        if isinstance(p, nn.Parameter) and q is not None and p.shape == q.shape:
+            if p.dtype == q.dtype and p.device == q.device:
+                dst.register_parameter(n, p)
+    if parametrize.is_parametrized(src):  # move torch parametrizations over, sharing them
+        for tname in src.parametrizations:
+            if tname in dst._parameters:
+                del dst._parameters[tname]
+        parametrize._inject_new_class(dst)
+        dst.parametrizations = src.parametrizations
+        for tname in src.parametrizations:
+            parametrize._inject_property(dst, tname)
+    if hasattr(dst, "_record_fingerprint"):
+        dst._record_fingerprint()
+
+
+@contextlib.contextmanager
+def _copyable(model: nn.Module):
+    """Let ``copy.deepcopy`` copy a model with legacy weight_norm/pruning: their recomputed
+    weight is a non-leaf tensor that deepcopy refuses; it is detached for the copy (the copy's
+    hook recomputes it) and restored after."""
+    saved = []
+    for module in model.modules():
+        for tname, _ in _reparam_hooks(module):
+            value = module.__dict__.get(tname)
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                saved.append((module, tname, value))
+                module.__dict__[tname] = value.detach()
+    try:
+        yield
+    finally:
+        for module, tname, value in saved:
+            module.__dict__[tname] = value
+
+
+def _weight_bearing(module: nn.Module) -> bool:
+    """True for a module holding a matrix or kernel of its own (a parameter of >= 2 dims)."""
+    return any(p.dim() >= 2 for p in module.parameters(recurse=False))
+
+
+def _digital_reasons(
+    model: nn.Module, mapping: Mapping[type, type], excluded: Mapping[str, str]
+) -> dict[str, str]:
+    """``{name: why}`` of every weight-bearing module of ``model`` that is not analog."""
+    reasons = {}
+    opaque = [n for n, m in model.named_modules() if isinstance(m, _OPAQUE)]
+    for name, module in model.named_modules():
+        if isinstance(module, (AnalogLayerBase, AnalogContainer)) or not _weight_bearing(module):
+            continue
+        parent = next((o for o in opaque if name.startswith(o + ".") or (o == "" and name)), None)
+        if name in excluded:
+            why = f"excluded (exclude pattern {excluded[name]!r})"
+        elif parent is not None:
+            why = f"its digital parent {parent or '<root>'} uses the weights in its own forward"
+        elif _target_for(module, mapping) is not None:
+            why = "not converted (convert_to_analog was not run on it)"
+        else:
+            why = f"no analog layer for {type(module).__module__}.{type(module).__qualname__}"
+        reasons[name or "<root>"] = why
+    return reasons
 
 
 def convert_to_analog(
@@ -72,10 +253,23 @@ def convert_to_analog(
     transformer encoders holding analog layers are kept off torch's fused inference path
     (:func:`aimc.nn.route_around_fast_path`).
 
+    What the digital model shares stays shared: a module used in several places becomes one
+    analog layer in all of them, and a parameter tied between layers (``l2.weight =
+    l1.weight``, an embedding tied to the output layer) stays one parameter. Every hook of a
+    converted module is carried over (forward, with kwargs, always-called, full backward,
+    state_dict hooks), and so are legacy ``torch.nn.utils.prune`` masks (without
+    ``prune.remove``), ``weight_norm`` and ``spectral_norm``: their hook recomputes the weight
+    before each forward and the analog layer programs what it gives. Weight-bearing modules
+    left digital (no analog layer for their type, or excluded) are listed with the reason by
+    :func:`conversion_report` and logged.
+
     Args:
         model: any module. If the root itself is a mapped type it is converted and returned.
         config: the hardware (default ``AnalogConfig()``).
         mapping: digital type → analog type (default :data:`DEFAULT_ANALOG_MODULE_MAPPING`).
+            A subclass of a mapped type with its own ``forward``, extra parameters or
+            submodules is refused (its analog layer would drop them) unless the subclass
+            itself is a key.
         layer_configs: per-layer configs by ``fnmatch`` pattern on qualified names; the first
             matching pattern wins.
         exclude: ``fnmatch`` patterns of qualified names to keep digital.
@@ -85,7 +279,8 @@ def convert_to_analog(
         The converted model.
 
     Raises:
-        TypeError: if ``model`` is not an ``nn.Module`` or a config is not an ``AnalogConfig``.
+        TypeError: if ``model`` is not an ``nn.Module``, a config is not an ``AnalogConfig``,
+            or a subclass of a mapped layer would lose its own behaviour.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert_to_analog expects an nn.Module, got {type(model).__name__}")
@@ -99,8 +294,13 @@ def convert_to_analog(
     if isinstance(exclude, str):
         exclude = (exclude,)
     mapping = get_default_analog_module_mapping() if mapping is None else dict(mapping)
+    for name, module in model.named_modules():  # refuse before any work or copy
+        found = _target_for(module, mapping)
+        if found is not None and not any(fnmatch.fnmatchcase(name, p) for p in exclude):
+            _check_subclass(name, module, found[0], found[1], mapping)
     if not inplace:
-        model = copy.deepcopy(model)
+        with _copyable(model):
+            model = copy.deepcopy(model)
 
     def config_for(name: str) -> AnalogConfig:
         for pattern, cfg in layer_configs.items():
@@ -108,16 +308,27 @@ def convert_to_analog(
                 return cfg
         return config
 
+    excluded: dict[str, str] = {}
+    converted: dict[int, nn.Module] = {}  # id(digital module) -> its analog layer
+
     def swap(name: str, module: nn.Module) -> nn.Module:
-        target = _target_for(module, mapping)
-        if target is None or any(fnmatch.fnmatchcase(name, p) for p in exclude):
+        if id(module) in converted:  # a module used in several places: one analog layer
+            return converted[id(module)]
+        found = _target_for(module, mapping)
+        if found is None:
             return module
+        pattern = next((p for p in exclude if fnmatch.fnmatchcase(name, p)), None)
+        if pattern is not None:
+            excluded[name] = pattern
+            return module
+        target = found[1]
         cfg = config_for(name)
         new = target.from_digital(module, cfg, seed=name_seed(cfg.seed, name))
         new.layer_name = name or type(new).__name__
         new.train(module.training)
-        for hooks in ("_forward_pre_hooks", "_forward_hooks", "_backward_hooks"):
-            getattr(new, hooks).update(getattr(module, hooks))
+        _share_tensors(module, new)
+        _carry_hooks(module, new)
+        converted[id(module)] = new
         log.debug(
             "convert_to_analog: %s %s -> %s",
             name or "<root>",
@@ -127,20 +338,32 @@ def convert_to_analog(
         return new
 
     def visit(module: nn.Module, prefix: str) -> None:
-        for child_name, child in list(module.named_children()):
+        # module._modules, not named_children(): a module held under two names is visited twice
+        for child_name, child in list(module._modules.items()):
+            if child is None:
+                continue
             full = f"{prefix}.{child_name}" if prefix else child_name
             new = swap(full, child)
             if new is not child:
-                setattr(module, child_name, new)
-            elif not isinstance(child, _OPAQUE):
+                module._modules[child_name] = new
+            elif not isinstance(child, _OPAQUE) and id(child) not in visited:
+                visited.add(id(child))
                 visit(child, full)
 
+    visited: set[int] = set()
     root = swap("", model)
-    if root is not model:
-        return root
-    if not isinstance(model, _OPAQUE):
+    if root is model and not isinstance(model, _OPAQUE):
         visit(model, "")
-    return route_around_fast_path(model)
+        root = route_around_fast_path(model)
+    leftovers = _digital_reasons(root, mapping, excluded)
+    root.__dict__["_aimc_left_digital"] = leftovers
+    if leftovers:
+        log.info(
+            "convert_to_analog: %d weight-bearing module(s) stay digital: %s",
+            len(leftovers),
+            "; ".join(f"{n}: {why}" for n, why in leftovers.items()),
+        )
+    return root
 
 
 def program(model: nn.Module, seed: Optional[int] = None) -> nn.Module:
@@ -256,7 +479,15 @@ def track_adc_saturation(model: nn.Module) -> Iterator[dict[str, float]]:
 
 
 def conversion_report(model: nn.Module) -> str:
-    """A table of the analog layers: name, type, tile grid, tiles, utilization, device."""
+    """A table of the analog layers (name, type, tile grid, tiles, utilization, device), then
+    every weight-bearing module (one holding a matrix or kernel) left digital, with the reason.
+
+    Examples:
+        >>> import torch, aimc
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Bilinear(4, 4, 2))
+        >>> print(aimc.conversion_report(aimc.convert_to_analog(net)).splitlines()[-1])
+        1  Bilinear  digital: no analog layer for torch.nn.modules.linear.Bilinear
+    """
     rows = [("layer", "type", "grid", "tiles", "util", "device")]
     for name, layer in analog_layers(model):
         g = layer.geometry
@@ -271,4 +502,17 @@ def conversion_report(model: nn.Module) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    recorded = model.__dict__.get("_aimc_left_digital", {})
+    reasons = _digital_reasons(model, get_default_analog_module_mapping(), {})
+    if reasons:
+        modules = dict(model.named_modules())
+        digital = [
+            (n, type(modules["" if n == "<root>" else n]).__name__, recorded.get(n, why))
+            for n, why in reasons.items()
+        ]
+        lines.append(f"left digital ({len(digital)} weight-bearing module(s)):")
+        w0 = max(len(r[0]) for r in digital)
+        w1 = max(len(r[1]) for r in digital)
+        lines += [f"{n.ljust(w0)}  {t.ljust(w1)}  digital: {why}" for n, t, why in digital]
+    return "\n".join(lines)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -57,7 +59,9 @@ def test_exclude_and_layer_configs():
     assert analog.block["proj"].config is fine
     assert isinstance(analog.features[0], AnalogConv2d)
     report = aimc.conversion_report(analog)
-    assert "block.proj" in report and "head" not in report.split("\n", 1)[1]
+    analog_rows, digital_rows = report.split("left digital")
+    assert "block.proj" in analog_rows and "head" not in analog_rows.split("\n", 1)[1]
+    assert re.search(r"head +Linear +digital: excluded \(exclude pattern 'head'\)", digital_rows)
 
 
 def test_inplace_and_root_conversion():
