@@ -228,7 +228,7 @@ def test_the_report_lists_every_weight_bearing_module_left_digital():
         ("up", "ConvTranspose2d"),
         ("c3", "Conv3d"),
     ):
-        line = next(l for l in lines if l.startswith(name + " "))
+        line = next(row for row in lines if row.startswith(name + " "))
         assert kind in line and "digital: no analog layer for" in line
     assert "digital: excluded (exclude pattern 'skip')" in report
     assert "norm" not in report  # a 1-D scale is digital periphery, not a matrix
@@ -238,3 +238,11 @@ def test_the_conversion_logs_what_stays_digital(caplog):
     caplog.set_level("INFO", logger="aimc.convert")
     aimc.convert_to_analog(Mixed(), IDEAL)
     assert "stay digital" in caplog.text and "rnn: no analog layer" in caplog.text
+
+
+def test_an_excluded_attention_reports_its_projection_as_digital_with_its_parent():
+    net = nn.Sequential(nn.MultiheadAttention(8, 2))
+    report = aimc.conversion_report(aimc.convert_to_analog(net, IDEAL, exclude=["0"]))
+    assert "digital: excluded (exclude pattern '0')" in report
+    line = next(row for row in report.splitlines() if row.startswith("0.out_proj "))
+    assert "its digital parent 0 uses the weights in its own forward" in line
