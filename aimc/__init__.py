@@ -39,6 +39,7 @@ from aimc.cost import (
 )
 from aimc.mappings import DEFAULT_ANALOG_MODULE_MAPPING, get_default_analog_module_mapping
 from aimc.nn import AnalogConv1d, AnalogConv2d, AnalogLinear
+from aimc.sensitivity import LayerSensitivity, SensitivityReport, sensitivity
 from aimc.tile import TileGeometry
 from aimc.training import clip_weights, fine_tune
 
@@ -77,6 +78,9 @@ __all__ = [
     "technology_names",
     "list_technologies",
     "load_technology",
+    "sensitivity",
+    "SensitivityReport",
+    "LayerSensitivity",
     "CostReport",
     "MappingReport",
     "PeakReport",

@@ -243,7 +243,9 @@ class DSESweeper(Sweeper):
         pre_evaluate: estimate each trial's cost without data before launching it.
         fidelity: ``low`` and ``high`` override lists, ``promote``: how many Pareto trials
             (at most) are re-run at ``high`` at the end (0: none).
-        enqueue: trials to run first, each ``{override key: value}`` (e.g. from sensitivity).
+        enqueue: trials to run first, each ``{override key: value}``.
+        seed_from: a ``sensitivity.json`` (``python -m experiments.sensitivity``) whose
+            ``enqueue`` trials (the most sensitive layers digital) run first.
         report: write the search report into the sweep folder at the end.
     """
 
@@ -263,6 +265,7 @@ class DSESweeper(Sweeper):
         pre_evaluate: bool = True,
         fidelity: Optional[Mapping[str, Any]] = None,
         enqueue: Optional[Sequence[Mapping[str, Any]]] = None,
+        seed_from: Optional[str] = None,
         report: bool = True,
     ) -> None:
         self.objectives = dict(objectives or {})
@@ -300,6 +303,12 @@ class DSESweeper(Sweeper):
         self.high = [str(o) for o in fidelity.get("high") or []]
         self.promote = int(fidelity.get("promote", 0) or 0)
         self.enqueue = [dict(e) for e in enqueue or []]
+        if seed_from:
+            try:
+                with open(str(seed_from)) as f:
+                    self.enqueue += [dict(e) for e in json.load(f).get("enqueue") or []]
+            except (OSError, json.JSONDecodeError, AttributeError) as err:
+                raise SearchError(f"hydra.sweeper.seed_from={seed_from!r}: {err}") from None
         self.report = bool(report)
         self.config: Optional[DictConfig] = None
         self.launcher: Any = None
@@ -445,7 +454,12 @@ class DSESweeper(Sweeper):
         self._job_idx = len(study.trials)
         if not study.user_attrs.get("enqueued"):
             for params in self.enqueue:
-                study.enqueue_trial(dict(params), skip_if_exists=True)
+                unknown = sorted(set(params) - set(space.distributions))
+                if unknown:
+                    log.warning("enqueue: %s not in the search space; ignored", unknown)
+                known = {k: v for k, v in params.items() if k in space.distributions}
+                if known:
+                    study.enqueue_trial(known, skip_if_exists=True)
             study.set_user_attr("enqueued", True)
         log.info(
             "search %s: %d of %d trials done; storage %s",

@@ -180,7 +180,7 @@ def test_joblib_launcher_composes():
     ("name", "plugin"),
     [
         ("slurm", "hydra_plugins.hydra_submitit_launcher"),
-        ("ray_cluster", "hydra_plugins.hydra_ray_launcher"),
+        ("ray_cluster", "ray"),
     ],
 )
 def test_cluster_launcher_configs(name, plugin):
