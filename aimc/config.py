@@ -52,14 +52,32 @@ class TileConfig:
             the ADC separately, then added digitally.
         cols: bit lines (device columns) per tile, 1..65536. A weight column takes
             ``MappingConfig.cols_per_weight`` device columns.
+        parallel_rows: word lines driven at once (NeuroSim's "parallel read"), 1..rows, or
+            ``None`` for all rows. An MVM then takes ``ceil(rows / parallel_rows)`` reads per
+            column, each digitized by the ADC; the cost model counts those reads.
     """
 
     rows: int = 256
     cols: int = 256
+    parallel_rows: Optional[int] = None
 
     def __post_init__(self) -> None:
         _check_int("TileConfig", "rows", self.rows, 1, 65536, "; try rows=128 or rows=256")
         _check_int("TileConfig", "cols", self.cols, 1, 65536, "; try cols=128 or cols=256")
+        if self.parallel_rows is not None:
+            _check_int(
+                "TileConfig",
+                "parallel_rows",
+                self.parallel_rows,
+                1,
+                self.rows,
+                f" (at most rows={self.rows}); or None to drive all rows at once",
+            )
+
+    def reads(self, rows_used: Optional[int] = None) -> int:
+        """Reads per column to sum ``rows_used`` rows (default: all ``rows``) of one tile."""
+        n = self.rows if rows_used is None else int(rows_used)
+        return 1 if self.parallel_rows is None else max(1, math.ceil(n / self.parallel_rows))
 
 
 @dataclass

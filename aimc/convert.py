@@ -241,6 +241,7 @@ def convert_to_analog(
     layer_configs: Optional[Mapping[str, AnalogConfig]] = None,
     exclude: Sequence[str] = (),
     inplace: bool = False,
+    program: bool = True,
 ) -> nn.Module:
     """Replace every module of a mapped type (and subclasses) by its analog layer.
 
@@ -274,6 +275,8 @@ def convert_to_analog(
             matching pattern wins.
         exclude: ``fnmatch`` patterns of qualified names to keep digital.
         inplace: modify ``model`` itself.
+        program: program the devices now (``False``: each layer programs on its first analog
+            forward; enough for :func:`aimc.estimate_cost`, which needs no programming).
 
     Returns:
         The converted model.
@@ -323,7 +326,7 @@ def convert_to_analog(
             return module
         target = found[1]
         cfg = config_for(name)
-        new = target.from_digital(module, cfg, seed=name_seed(cfg.seed, name))
+        new = target.from_digital(module, cfg, seed=name_seed(cfg.seed, name), program=program)
         new.layer_name = name or type(new).__name__
         new.train(module.training)
         _share_tensors(module, new)

@@ -14,16 +14,7 @@ from typing import Any
 import device_models
 from aimc.config import ADCConfig, AnalogConfig, DACConfig, MappingConfig, TileConfig
 
-__all__ = ["isaac", "hermes", "rram22", "names"]
-
-
-def _device(name: str, **params: Any) -> Any:
-    """The registered device ``name`` with ``params``, or an ideal device with its range."""
-    try:
-        return device_models.get(name, **params)
-    except (KeyError, TypeError, ValueError):
-        keep = {k: v for k, v in params.items() if k in ("g_max", "g_min")}
-        return device_models.Ideal(**keep)
+__all__ = ["isaac", "hermes", "rram22", "sram22", "names"]
 
 
 def isaac(**overrides: Any) -> AnalogConfig:
@@ -54,11 +45,11 @@ def hermes(**overrides: Any) -> AnalogConfig:
     pair (the chip uses 2 devices per polarity, modelled here as one device column each, so a
     tile is 256 rows x 512 device columns holding 256 weights); 8-bit signed inputs coded as
     pulse durations (one input cycle, no bit slicing); one 8-bit CCO-based ADC per column pair.
-    The device is the registered ``"pcm"`` model (IBM's statistical PCM model) when available,
-    otherwise an ideal cell with the same 25 uS range. Drift compensation on, as on the chip.
+    The device is the registered ``"pcm"`` model (IBM's statistical PCM model) with a 25 uS
+    range. Drift compensation on, as on the chip.
     """
     cfg = AnalogConfig(
-        device=_device("pcm", g_max=25.0),
+        device=device_models.get("pcm", g_max=25.0),
         tile=TileConfig(rows=256, cols=512),
         dac=DACConfig(bits=8, signed=True),
         adc=ADCConfig(bits=8),
@@ -69,21 +60,40 @@ def hermes(**overrides: Any) -> AnalogConfig:
 
 
 def rram22(**overrides: Any) -> AnalogConfig:
-    """A generic 22 nm 1T1R RRAM macro for sweeps (technology ``"rram22"``).
+    """DNN+NeuroSim V1.4's 22 nm RRAM configuration (its manual's Table VII RRAM row;
+    technology ``"rram22"``).
 
-    Device after NeuroSim's device table (DNN+NeuroSim V1.4 manual, Table VI): 22 nm Intel
-    RRAM, Ron = 6 kOhm (g_max = 166.7 uS), on/off = 17 (g_min = 9.8 uS); the registered
-    ``"rram"`` model with that range when available, otherwise an ideal cell. NeuroSim-like
-    macro: 128x128 arrays, 8-bit weights on 4 differential slices of 2-bit cells (16 weights per
-    tile), 8-bit unsigned inputs streamed bit-serially, 6-bit ADCs shared by 8 columns.
+    NeuroSim's default 1T1R RRAM (``Param.cpp``: Ron = 100 kOhm, so ``g_max`` = 10 µS, on/off
+    17) as the registered ``"rram"`` model with that range; 128x128 arrays with 32 rows read
+    in parallel; 1 bit per cell, so an 8-bit weight takes 8 columns (offset encoding: stored
+    shifted to be non-negative, the offset removed digitally); 8-bit unsigned inputs streamed
+    bit-serially; a 5-bit multi-level sense-amp ADC (NeuroSim's shipped ``levelOutput = 32``)
+    shared by 8 columns. Kernels fill the array rows densely, as NeuroSim maps them.
+    ``overrides`` replace fields, e.g. ``rram22(adc=ADCConfig(bits=4))``.
     """
-    g_max = 1e6 / 6e3
+    g_max = 1e6 / 100e3
     cfg = AnalogConfig(
-        device=_device("rram", g_max=g_max, g_min=g_max / 17),
-        tile=TileConfig(rows=128, cols=128),
+        device=device_models.get("rram", g_max=g_max, g_min=g_max / 17),
+        tile=TileConfig(rows=128, cols=128, parallel_rows=32),
         dac=DACConfig(bits=8, signed=False, bit_serial=True),
-        adc=ADCConfig(bits=6),
-        mapping=MappingConfig(encoding="differential", weight_bits=8, slices=4),
+        adc=ADCConfig(bits=5),
+        mapping=MappingConfig(encoding="offset", weight_bits=8, slices=8, conv_alignment="dense"),
+        drift_compensation=False,
+    )
+    return _replace(cfg, overrides)
+
+
+def sram22(**overrides: Any) -> AnalogConfig:
+    """DNN+NeuroSim V1.4's 22 nm SRAM configuration (its manual's Table VII SRAM row;
+    technology ``"sram22"``): the binary ``"sram"`` cell (no drift, exact reads), otherwise as
+    :func:`rram22`: 128x128 arrays, 32 parallel rows, 8 one-bit cells per 8-bit weight, 8-bit
+    bit-serial inputs, a 5-bit multi-level sense-amp ADC shared by 8 columns."""
+    cfg = AnalogConfig(
+        device=device_models.get("sram"),
+        tile=TileConfig(rows=128, cols=128, parallel_rows=32),
+        dac=DACConfig(bits=8, signed=False, bit_serial=True),
+        adc=ADCConfig(bits=5),
+        mapping=MappingConfig(encoding="offset", weight_bits=8, slices=8, conv_alignment="dense"),
         drift_compensation=False,
     )
     return _replace(cfg, overrides)
@@ -91,7 +101,7 @@ def rram22(**overrides: Any) -> AnalogConfig:
 
 def names() -> list[str]:
     """Names of the presets (each is also a technology name)."""
-    return ["hermes", "isaac", "rram22"]
+    return ["hermes", "isaac", "rram22", "sram22"]
 
 
 def _replace(cfg: AnalogConfig, overrides: dict[str, Any]) -> AnalogConfig:

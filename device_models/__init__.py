@@ -18,6 +18,7 @@ from device_models.ideal import Ideal
 from device_models.pcm import PCM
 from device_models.registry import create_device, get, list_devices, names, register_device
 from device_models.rram import RRAM
+from device_models.sram import SRAM
 from device_models.tabulated import Tabulated
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Ideal",
     "PCM",
     "RRAM",
+    "SRAM",
     "Tabulated",
     "DACConfig",
     "ADCConfig",

@@ -122,6 +122,11 @@ class DeviceModel:
         return False
 
     @property
+    def stochastic(self) -> bool:
+        """True when programming or reading draws random numbers (another seed, another draw)."""
+        return not self.is_ideal
+
+    @property
     def drifts(self) -> bool:
         """True when ``conductance`` depends on time (drift compensation is then meaningful)."""
         return True

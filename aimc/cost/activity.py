@@ -23,7 +23,7 @@ from aimc.cost.counts import Counts
 from aimc.cost.mapper import iter_analog_layers
 from aimc.cost.technology import Technology
 
-__all__ = ["Recorder", "Entry", "eval_mode", "tensors", "first_tensor"]
+__all__ = ["Recorder", "Entry", "eval_mode", "tensors", "first_tensor", "count_mvms"]
 
 # -------------------------------------------------------------------- digital op classification
 _FREE = (nn.Identity, nn.Flatten, nn.Unflatten, nn.modules.dropout._DropoutNd)
@@ -149,16 +149,25 @@ class Entry:
 class Recorder(TorchFunctionMode):
     """Forward hooks + a torch function mode that count what one forward does."""
 
-    def __init__(self, model: nn.Module, tech: Technology) -> None:
+    def __init__(self, model: nn.Module, tech: Optional[Technology]) -> None:
         super().__init__()
         self.tech = tech
         self.entries: dict[str, Entry] = {}
         self.scope: list[str] = []
         self.opaque = 0
         self.active = False
+        self.count_only = False
         self.handles: list[Any] = []
         self.analog = dict(iter_analog_layers(model))
         self.g_sums: dict[str, Tensor] = {}
+        # analog layers compute with their digital twins while counting: the estimate neither
+        # programs devices nor calibrates converter ranges (no side effect on the model)
+        self.patched: list[nn.Module] = []
+        for layer in self.analog.values():
+            to_digital = getattr(layer, "to_digital", None)
+            if callable(to_digital) and "forward" not in layer.__dict__:
+                layer.forward = _DigitalTwin(to_digital())
+                self.patched.append(layer)
         inside = tuple(n + "." for n in self.analog if n)
         for name, module in model.named_modules():
             if name not in self.analog and (
@@ -172,6 +181,9 @@ class Recorder(TorchFunctionMode):
     def close(self) -> None:
         for h in self.handles:
             h.remove()
+        for layer in self.patched:
+            del layer.forward
+        self.patched = []
 
     def _entry(self, name: str, kind: str, module: str) -> Entry:
         if name not in self.entries:
@@ -214,6 +226,8 @@ class Recorder(TorchFunctionMode):
         e.calls += 1
         e.mvms_per_group += int(layer.mvm_count(x))
         e.input_numel += int(x.numel())
+        if self.count_only:
+            return
         if name not in self.g_sums:
             self.g_sums[name] = layer.row_conductance_sums().double()
         activity = layer.row_activity(x).double()
@@ -234,6 +248,36 @@ class Recorder(TorchFunctionMode):
                 e.counts = e.counts + counts
                 e.calls += 1
         return out
+
+
+class _DigitalTwin:
+    """A callable standing in for an analog layer's ``forward``: its digital twin's forward."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module.eval()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+
+def count_mvms(model: nn.Module, example_input: Any) -> dict[str, int]:
+    """MVMs per group of each analog layer in one forward of ``example_input`` (a digital
+    pass: the model is not changed)."""
+    import torch
+
+    args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    recorder = Recorder(model, None)
+    try:
+        with eval_mode(model), torch.no_grad(), recorder:
+            recorder.active = True
+            recorder.count_only = True
+            model(*args)
+    finally:
+        recorder.close()
+    return {
+        n: recorder.entries[n].mvms_per_group if n in recorder.entries else 0
+        for n in recorder.analog
+    }
 
 
 @contextlib.contextmanager

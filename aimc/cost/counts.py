@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aimc.config import AnalogConfig
-from aimc.cost.adc import adc_area_um2, adc_energy_pj
+from aimc.cost.components import (
+    adc_conversion_area_um2,
+    adc_conversion_energy_fj,
+    adc_conversion_time_ns,
+    adder_energy_fj,
+    subarray_bounding_box_um2,
+)
 from aimc.cost.technology import Technology
 
 __all__ = [
@@ -44,6 +50,7 @@ COMPONENTS = (
     "adc",
     "shift_add",
     "registers",
+    "control",
     "accumulate",
     "activation",
     "digital",
@@ -54,7 +61,7 @@ COMPONENTS = (
 )
 """Energy components of every report, in this order."""
 
-CORE_COMPONENTS = ("dac", "crossbar", "sample_hold", "adc", "shift_add", "registers")
+CORE_COMPONENTS = ("dac", "crossbar", "sample_hold", "adc", "shift_add", "registers", "control")
 CLUSTER_COMPONENTS = ("accumulate", "activation", "digital", "buffer", "interconnect")
 
 
@@ -142,15 +149,66 @@ def _adcs_per_tile(geometry: Any, tech: Technology) -> int:
     return math.ceil(geometry.cols / tech.cols_per_adc)
 
 
-def cycle_time_ns(geometry: Any, tech: Technology) -> float:
-    """One input cycle: the technology's cycle, or longer if the shared ADCs need more time."""
-    conversions = math.ceil(min(tech.cols_per_adc, geometry.cols) / _pair(geometry))
-    return max(tech.cycle_ns, conversions / tech.adc_rate_gsps)
+def reads_per_cycle(geometry: Any, config: AnalogConfig | None) -> tuple[int, int]:
+    """``(reads summed over a group's row tiles, reads of the fullest row tile)`` per input
+    cycle: a row tile of ``r`` rows takes ``ceil(r / parallel_rows)`` reads per column."""
+    g = geometry
+    if config is None or config.tile.parallel_rows is None:
+        return g.n_row_tiles, 1
+    full, rem = divmod(g.in_rows, g.row_block)
+    total = full * config.tile.reads(g.row_block) + (config.tile.reads(rem) if rem else 0)
+    return total, config.tile.reads(g.row_block)
 
 
-def mvm_time_ns(geometry: Any, tech: Technology) -> float:
+def adc_energy_per_conversion_pj(config: AnalogConfig, tech: Technology) -> float:
+    """Energy of one conversion (pJ) of the technology's ADC at the config's resolution."""
+    return 1e-3 * adc_conversion_energy_fj(
+        tech.adc_type,
+        adc_bits(config, tech),
+        walden_fj=tech.adc_fom_walden_fj,
+        schreier_db=tech.adc_fom_schreier_db,
+        rate_gsps=tech.adc_rate_gsps,
+        comparator_fj=tech.adc_comparator_energy_fj,
+        reference_fj=tech.adc_reference_energy_fj,
+    )
+
+
+def adc_time_ns(config: AnalogConfig | None, tech: Technology) -> float:
+    """Time of one conversion (ns)."""
+    bits = adc_bits(config, tech) if config is not None else 8
+    return adc_conversion_time_ns(
+        tech.adc_type,
+        bits,
+        rate_gsps=tech.adc_rate_gsps,
+        ns_per_bit=tech.adc_ns_per_bit,
+        clock_ghz=tech.clock_ghz,
+    )
+
+
+def cycle_time_ns(geometry: Any, tech: Technology, config: AnalogConfig | None = None) -> float:
+    """One input cycle: the technology's cycle, or longer if the shared ADCs need more time
+    (each converts its columns once per partial-row read)."""
+    _, reads = reads_per_cycle(geometry, config)
+    conversions = reads * math.ceil(min(tech.cols_per_adc, geometry.cols) / _pair(geometry))
+    return max(tech.cycle_ns, conversions * adc_time_ns(config, tech))
+
+
+def mvm_time_ns(geometry: Any, tech: Technology, config: AnalogConfig | None = None) -> float:
     """Time of one MVM on a tile: ``cycles`` input cycles."""
-    return geometry.cycles * cycle_time_ns(geometry, tech)
+    return geometry.cycles * cycle_time_ns(geometry, tech, config)
+
+
+def accumulator_bits(geometry: Any, config: AnalogConfig, tech: Technology) -> int:
+    """Width of a shift-add accumulator: the ADC output grown by the input-bit shifts of
+    bit-serial cycles, the slice shifts and the partial-row reads it sums."""
+    g = geometry
+    slice_bits = 0
+    if g.slices > 1 and config.mapping.weight_bits is not None:
+        slice_bits = config.mapping.weight_bits - config.mapping.weight_bits // g.slices
+    _, reads = reads_per_cycle(g, config)
+    return (
+        adc_bits(config, tech) + (g.cycles - 1) + slice_bits + math.ceil(math.log2(max(reads, 1)))
+    )
 
 
 # ---------------------------------------------------------------------------------- counting
@@ -164,8 +222,9 @@ def analog_counts(
     rows = g.groups * g.in_rows  # word lines of all groups
     outs = g.groups * g.out_cols  # weight columns of all groups
     word = tech.word_bits
+    reads, _ = reads_per_cycle(g, config)
     dac = m * cyc * rows * n_ct
-    adc = m * cyc * n_rt * outs * g.slices
+    adc = m * cyc * reads * outs * g.slices
     buffer_read = m * rows * n_ct * input_bits(config, tech)
     partial_sums = m * n_rt * outs * word
     return Counts(
@@ -175,15 +234,16 @@ def analog_counts(
         macs=m * g.groups * g.in_rows * g.out_cols,
         dac_conversions=dac,
         cells_read=m * cyc * rows * g.out_cols * g.cols_per_weight,
-        sample_holds=m * cyc * n_rt * outs * g.cols_per_weight,
+        sample_holds=m * cyc * reads * outs * g.cols_per_weight,
         adc_conversions=adc,
-        shift_adds=adc if (g.slices > 1 or cyc > 1) else 0,
+        shift_adds=adc if (g.slices > 1 or cyc > 1 or reads > n_rt) else 0,
         accumulations=m * n_rt * outs,
         input_register_bits=dac * dac_bits_per_conversion(config, tech),
         output_register_bits=partial_sums * cyc,
         buffer_read_bits=buffer_read,
         buffer_write_bits=m * outs * word,
-        interconnect_bits=buffer_read + partial_sums,
+        # inputs are broadcast once to the column tiles sharing them; partial sums travel back
+        interconnect_bits=m * rows * input_bits(config, tech) + partial_sums,
     )
 
 
@@ -194,33 +254,43 @@ def energy_pj(
     config: AnalogConfig | None = None,
     crossbar_fj: float = 0.0,
     static_pj: float = 0.0,
+    geometry: Any = None,
+    wire_mm: float = 0.0,
 ) -> dict[str, float]:
     """Energy by component (pJ, keys :data:`COMPONENTS`) of ``counts``.
 
     ``config`` sets the converter resolutions (needed when there are conversions);
-    ``crossbar_fj`` is the data-dependent array energy ``V^2 t sum(|x| G)``.
+    ``crossbar_fj`` is the data-dependent array energy ``V^2 t sum(|x| G)``; ``geometry``
+    sets the adder widths (technologies with ``full_adder_energy_fj``); ``wire_mm`` the
+    global-wire distance of each interconnect bit.
     """
     t = tech
     dac = adc = 0.0
+    e_shift, e_acc = t.shift_add_energy_pj, t.accumulate_energy_pj
     if config is not None:
         dac = counts.dac_conversions * dac_bits_per_conversion(config, t) * t.dac_energy_pj_per_bit
         if counts.adc_conversions:
-            e_adc = adc_energy_pj(
-                adc_bits(config, t), t.adc_fom_walden_fj, t.adc_fom_schreier_db, t.adc_rate_gsps
+            adc = counts.adc_conversions * adc_energy_per_conversion_pj(config, t)
+        if t.full_adder_energy_fj > 0 and geometry is not None:
+            width = accumulator_bits(geometry, config, t)
+            e_shift += 1e-3 * adder_energy_fj(width, t.full_adder_energy_fj)
+            e_acc += 1e-3 * adder_energy_fj(
+                width + math.ceil(math.log2(max(geometry.n_row_tiles, 1))), t.full_adder_energy_fj
             )
-            adc = counts.adc_conversions * e_adc
     elif counts.dac_conversions or counts.adc_conversions:
         raise ValueError("energy_pj needs the layer's AnalogConfig to price its conversions")
     interconnect = t.bus_energy_pj_per_bit + t.router_energy_pj_per_bit_hop * t.avg_hops
+    interconnect += t.wire_energy_pj_per_bit_mm * wire_mm
     return {
         "dac": dac,
         "crossbar": crossbar_fj * 1e-3,
         "sample_hold": counts.sample_holds * t.sample_hold_energy_pj,
         "adc": adc,
-        "shift_add": counts.shift_adds * t.shift_add_energy_pj,
+        "shift_add": counts.shift_adds * e_shift,
         "registers": counts.input_register_bits * t.input_register_energy_pj_per_bit
         + counts.output_register_bits * t.output_register_energy_pj_per_bit,
-        "accumulate": counts.accumulations * t.accumulate_energy_pj,
+        "control": counts.tile_mvms * t.mvm_overhead_energy_pj,
+        "accumulate": counts.accumulations * e_acc,
         "activation": counts.activations * t.activation_energy_pj,
         "digital": counts.digital_ops * t.digital_op_energy_pj,
         "buffer": counts.buffer_read_bits * t.buffer_read_energy_pj_per_bit
@@ -237,22 +307,32 @@ def core_area_um2(config: AnalogConfig, tech: Technology) -> dict[str, float]:
     t, rows, cols = tech, config.tile.rows, config.tile.cols
     weights = cols // config.mapping.cols_per_weight
     n_adc = math.ceil(cols / t.cols_per_adc)
-    a_adc = adc_area_um2(
+    a_adc = adc_conversion_area_um2(
+        t.adc_type,
         adc_bits(config, t),
-        t.adc_area_um2,
-        t.adc_fom_walden_fj,
-        t.adc_fom_schreier_db,
-        t.adc_rate_gsps,
+        area_8b_um2=t.adc_area_um2,
+        walden_fj=t.adc_fom_walden_fj,
+        schreier_db=t.adc_fom_schreier_db,
+        rate_gsps=t.adc_rate_gsps,
+        comparator_um2=t.adc_comparator_area_um2,
+        fixed_um2=t.adc_area_um2,
     )
+    in_regs = rows * input_bits(config, t) * t.input_register_area_um2_per_bit
+    out_regs = weights * t.word_bits * t.output_register_area_um2_per_bit
     per_tile = {
         "dac": rows * dac_bits_per_conversion(config, t) * t.dac_area_um2_per_bit,
         "crossbar": rows * cols * t.cell_area_um2,
         "sample_hold": cols * t.sample_hold_area_um2,
         "adc": n_adc * a_adc,
         "shift_add": n_adc * t.shift_add_area_um2,
-        "registers": rows * input_bits(config, t) * t.input_register_area_um2_per_bit
-        + weights * t.word_bits * t.output_register_area_um2_per_bit,
+        "registers": in_regs + out_regs,
+        "floorplan": 0.0,
     }
+    if t.tile_bounding_box:
+        row = per_tile["dac"] + in_regs
+        column = per_tile["sample_hold"] + per_tile["adc"] + per_tile["shift_add"] + out_regs
+        box = subarray_bounding_box_um2(per_tile["crossbar"], row, column)
+        per_tile["floorplan"] = box - per_tile["crossbar"] - row - column
     return {k: v * t.tiles_per_core for k, v in per_tile.items()}
 
 

@@ -19,26 +19,32 @@ I/O: the network's input and output, and the inputs of layers that start on anot
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from aimc.cost.activity import Entry, Recorder, eval_mode, first_tensor, tensors
+from aimc.cost.components import mean_wire_mm
 from aimc.cost.counts import (
+    CLUSTER_COMPONENTS,
     COMPONENTS,
     Counts,
     analog_counts,
     cluster_area_mm2,
+    core_area_um2,
     energy_pj,
     mvm_time_ns,
 )
-from aimc.cost.mapper import MappingReport, map_model
+from aimc.cost.mapper import MappingReport, map_model, replicas_for
 from aimc.cost.technology import Technology, resolve_technology
 
 __all__ = ["LayerCost", "CostTotal", "DigitalBaseline", "CostReport", "estimate_cost"]
+
+log = logging.getLogger(__name__)
 
 
 # -------------------------------------------------------------------- reports
@@ -122,10 +128,12 @@ class CostTotal:
     tiles: int
     utilization: float
     n_chips: int
+    area_by_component_mm2: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["energy_by_component_j"] = dict(self.energy_by_component_j)
+        d["area_by_component_mm2"] = dict(self.area_by_component_mm2)
         d["counts"] = self.counts.to_dict()
         return d
 
@@ -180,6 +188,8 @@ class CostReport:
     total: CostTotal
     digital_baseline: DigitalBaseline
     mapping: MappingReport
+    boundary: str = "chip"
+    warnings: tuple[str, ...] = ()
 
     def layer(self, name: str) -> LayerCost:
         for lay in self.layers:
@@ -194,6 +204,8 @@ class CostReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "technology": self.technology.name,
+            "boundary": self.boundary,
+            "warnings": list(self.warnings),
             "total": self.total.to_dict(),
             "layers": [x.to_dict() for x in self.layers],
             "digital_baseline": self.digital_baseline.to_dict(),
@@ -206,7 +218,9 @@ class CostReport:
             f"{'layer':<26}{'kind':<8}{'tiles':>6}{'util':>7}{'MVMs':>10}{'ADC conv':>11}"
             f"{'energy':>11}{'latency':>11}{'top component':>22}"
         )
-        lines = [f"cost on {self.technology.name}", head, "-" * len(head)]
+        lines = [f"cost on {self.technology.name} (totals cover: {self.boundary})"]
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [head, "-" * len(head)]
         for x in self.layers:
             top = max(x.energy_by_component_j.items(), key=lambda kv: kv[1])
             top_text = f"{top[0]} {top[1] / x.energy_j:.0%}" if x.energy_j > 0 else "-"
@@ -256,8 +270,13 @@ def estimate_cost(
     model: nn.Module,
     example_input: Union[Tensor, tuple, list],
     technology: Union[str, Technology, dict] = "isaac",
+    replication: Union[str, int] = "none",
 ) -> CostReport:
     """Energy, latency and area of one forward of ``example_input`` through ``model``.
+
+    The model is not changed: analog layers compute with their digital twins while the
+    counters run (no device programming, no converter calibration), and the crossbar energy
+    uses the target conductances of the current weights.
 
     Args:
         model: a model with analog layers (``aimc.convert_to_analog``). It runs once in eval
@@ -265,6 +284,8 @@ def estimate_cost(
         example_input: the input batch (a tensor, or a tuple of positional inputs).
         technology: a name (``aimc.cost.technology_names()``), a :class:`Technology`, a dict
             of fields, or a YAML path.
+        replication: ``"none"``, ``"balanced"`` or an int cap: copies of each layer's weights
+            that balance the layer pipeline (see :func:`aimc.cost.map_model`).
 
     Returns:
         A :class:`CostReport`.
@@ -284,7 +305,8 @@ def estimate_cost(
             f"{type(example_input).__name__}"
         )
     tech = resolve_technology(technology)
-    mapping = map_model(model, tech)  # raises when there are no analog layers
+    map_model(model, tech)  # raises when there are no analog layers
+    replicas_for({}, replication)  # validates replication before the forward
 
     recorder = Recorder(model, tech)
     try:
@@ -303,7 +325,53 @@ def estimate_cost(
                 recorder.active = False
     finally:
         recorder.close()
+    mvms = {
+        n: (recorder.entries[n].mvms_per_group if n in recorder.entries else 0)
+        for n in recorder.analog
+    }
+    mapping = map_model(model, tech, replication, mvms=mvms)
     return _build_report(model, args, out, recorder, tech, mapping)
+
+
+def setup_warnings(layers: dict[str, nn.Module], tech: Technology) -> list[str]:
+    """What does not fit between the layers' configs and the technology (one line each)."""
+    found: dict[str, list[str]] = {}
+    for name, layer in layers.items():
+        cfg = layer.config
+        dev = type(cfg.device)
+        dev_name = str(getattr(dev, "name", dev.__name__)).lower()
+        if tech.cell and dev_name != tech.cell.lower():
+            found.setdefault(
+                f"device {dev_name!r} is costed with the {tech.cell!r} cell of technology "
+                f"{tech.name!r} (cell area and read energy belong to that cell); use a "
+                f"technology for {dev_name!r} or device={tech.cell!r}",
+                [],
+            ).append(name)
+        if cfg.adc.bits is None:
+            found.setdefault(
+                f"an ideal ADC (bits=None) is costed as a {tech.word_bits}-bit converter "
+                f"(word_bits of {tech.name!r}); set ADCConfig(bits=...) for a real converter",
+                [],
+            ).append(name)
+        if (tech.tile_rows and cfg.tile.rows != tech.tile_rows) or (
+            tech.tile_cols and cfg.tile.cols != tech.tile_cols
+        ):
+            found.setdefault(
+                f"tile {cfg.tile.rows}x{cfg.tile.cols} is not in the floorplan of "
+                f"{tech.name!r} ({tech.tile_rows}x{tech.tile_cols} tiles): its periphery, "
+                "wires and areas are scaled from that size",
+                [],
+            ).append(name)
+    out = []
+    for text, names in found.items():
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        out.append(f"{text} [layers: {shown}]")
+    return out
+
+
+def _leak_mw(tech: Technology, cores: int) -> float:
+    clusters = math.ceil(cores / tech.cores_per_cluster) if cores else 0
+    return cores * tech.leakage_mw_per_core + clusters * tech.leakage_mw_per_cluster
 
 
 def _build_report(
@@ -322,11 +390,15 @@ def _build_report(
     clusters = mapping.clusters or 1
     word = tech.word_bits
     digital_rate = tech.digital_ops_per_cycle * tech.clock_ghz * clusters  # ops per ns
+    area = _area_by_component(rec, tech, mapping)
 
     rows: list[dict[str, Any]] = []
     prev_chip: Optional[int] = None
     for e in entries:
         row: dict[str, Any] = {"entry": e, "config": None, "tiles": 0, "util": 0.0, "area": 0.0}
+        row["geometry"] = None
+        row["cores"] = 0
+        row["wire_mm"] = 0.0
         if e.kind == "analog":
             geom, cfg, lay = e.layer.geometry, e.layer.config, placed[e.name]
             counts = analog_counts(geom, cfg, tech, e.mvms_per_group)
@@ -334,13 +406,18 @@ def _build_report(
                 counts = counts.replace(io_bits=e.input_numel * word)
             if e.calls:
                 prev_chip = lay.chips[-1]
-            cl_area = sum(cluster_area_mm2(cfg, tech).values())
+            per_copy = math.ceil(e.mvms_per_group / lay.replicas)
+            layer_mm2 = (lay.cores or 0) * sum(core_area_um2(cfg, tech).values()) * 1e-6
             row.update(
+                # an H-tree over the layer's own tiles carries its inputs and partial sums
+                wire_mm=mean_wire_mm(layer_mm2) if tech.wire_energy_pj_per_bit_mm > 0 else 0.0,
                 config=cfg,
+                geometry=geom,
                 tiles=lay.tiles,
                 util=lay.utilization,
-                area=lay.tiles / tech.tiles_per_cluster * cl_area,
-                latency_ns=e.mvms_per_group * mvm_time_ns(geom, tech),
+                cores=lay.cores or 0,
+                area=layer_mm2,
+                latency_ns=per_copy * mvm_time_ns(geom, tech, cfg),
             )
         else:
             counts = e.counts
@@ -354,18 +431,22 @@ def _build_report(
     ran[0]["counts"] = ran[0]["counts"].replace(io_bits=ran[0]["counts"].io_bits + in_bits)
     ran[-1]["counts"] = ran[-1]["counts"].replace(io_bits=ran[-1]["counts"].io_bits + out_bits)
 
-    leak_mw = (mapping.cores or 0) * tech.leakage_mw_per_core + clusters * (
-        tech.leakage_mw_per_cluster
-    )
+    all_leak_mw = _leak_mw(tech, mapping.cores or 0)
     layers = []
     for r in rows:
         e, counts = r["entry"], r["counts"]
+        if tech.power_gating:  # only the running layer's cores (digital: one cluster) leak
+            leak = _leak_mw(tech, r["cores"]) if r["cores"] else tech.leakage_mw_per_cluster
+        else:
+            leak = all_leak_mw
         pj = energy_pj(
             counts,
             tech,
             config=r["config"],
             crossbar_fj=e.crossbar_fj,
-            static_pj=leak_mw * r["latency_ns"],
+            static_pj=leak * r["latency_ns"],
+            geometry=r["geometry"],
+            wire_mm=r["wire_mm"],
         )
         by_j = {k: pj[k] * 1e-12 for k in COMPONENTS}
         layers.append(
@@ -383,19 +464,58 @@ def _build_report(
                 ops=2 * counts.macs,
             )
         )
-    total = _total(layers, args, tech, mapping, rec)
+    total = _total(layers, args, tech, mapping, area)
     baseline = _digital_baseline(layers, rec, tech, total)
+    notes = setup_warnings(rec.analog, tech)
+    for text in notes:
+        log.warning("estimate_cost: %s", text)
     return CostReport(
         technology=tech,
         layers=tuple(layers),
         total=total,
         digital_baseline=baseline,
         mapping=mapping,
+        boundary=_boundary(tech),
+        warnings=tuple(notes),
     )
 
 
+def _boundary(tech: Technology) -> str:
+    """What the totals cover: ``"chip with I/O"`` when off-chip links are priced, else
+    ``"chip"``."""
+    return "chip with I/O" if (tech.io_energy_pj_per_bit > 0 or tech.io_area_mm2 > 0) else "chip"
+
+
+def _area_by_component(rec: Recorder, tech: Technology, mapping: MappingReport) -> dict[str, float]:
+    """Area (mm^2) of what the model occupies: each layer's cores with its own config, the
+    empty core slots of its clusters, the clusters' shared units and the chips' I/O."""
+    area: dict[str, float] = {}
+    cores = 0
+    first = None
+    for lay in mapping.layers:
+        cfg = rec.analog[lay.name].config
+        first = first or cfg
+        for k, v in core_area_um2(cfg, tech).items():
+            area[k] = area.get(k, 0.0) + (lay.cores or 0) * v * 1e-6
+        cores += lay.cores or 0
+    clusters = mapping.clusters or 1
+    empty = clusters * tech.cores_per_cluster - cores
+    if empty > 0 and first is not None:
+        for k, v in core_area_um2(first, tech).items():
+            area[k] += empty * v * 1e-6
+    shared = cluster_area_mm2(first, tech)
+    for k in CLUSTER_COMPONENTS:
+        area[k] = area.get(k, 0.0) + clusters * shared[k]
+    area["io"] = (mapping.n_chips or 1) * tech.io_area_mm2
+    return area
+
+
 def _total(
-    layers: list[LayerCost], args: tuple, tech: Technology, mapping: MappingReport, rec: Recorder
+    layers: list[LayerCost],
+    args: tuple,
+    tech: Technology,
+    mapping: MappingReport,
+    area_by: dict[str, float],
 ) -> CostTotal:
     counts = Counts()
     for x in layers:
@@ -403,9 +523,7 @@ def _total(
     energy = sum(x.energy_j for x in layers)
     latency = sum(x.latency_s for x in layers)
     interval = max(x.latency_s for x in layers)
-    first_cfg = next(iter(rec.analog.values())).config
-    area = (mapping.clusters or 1) * sum(cluster_area_mm2(first_cfg, tech).values())
-    area += (mapping.n_chips or 1) * tech.io_area_mm2
+    area = sum(area_by.values())
     ops = sum(x.ops for x in layers)
     x0 = first_tensor(args)
     batch = int(x0.shape[0]) if x0 is not None and x0.dim() > 1 else 1
@@ -431,6 +549,7 @@ def _total(
         tiles=mapping.tiles,
         utilization=mapping.utilization,
         n_chips=mapping.n_chips or 1,
+        area_by_component_mm2=dict(area_by),
     )
 
 

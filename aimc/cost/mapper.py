@@ -18,7 +18,14 @@ from torch import nn
 
 from aimc.cost.technology import Technology, resolve_technology
 
-__all__ = ["LayerMapping", "MappingReport", "map_model", "iter_analog_layers"]
+__all__ = [
+    "LayerMapping",
+    "MappingReport",
+    "map_model",
+    "iter_analog_layers",
+    "replicas_for",
+    "MAX_BALANCED_REPLICATION",
+]
 
 _INTERFACE = ("geometry", "config", "mvm_count", "row_activity", "row_conductance_sums")
 
@@ -53,6 +60,8 @@ class LayerMapping:
         utilization: ``cells_used / cells_total``.
         cores: cores it occupies (``None`` without a technology); ``first_core`` the first.
         chips: chip indices it lies on (``()`` without a technology).
+        replicas: copies of its weights (pipeline balancing); ``tiles`` counts them all.
+        mvms: MVMs per group of one forward of the example input (0: not counted).
     """
 
     name: str
@@ -72,6 +81,8 @@ class LayerMapping:
     cores: Optional[int] = None
     first_core: Optional[int] = None
     chips: tuple[int, ...] = ()
+    replicas: int = 1
+    mvms: int = 0
 
     @property
     def grid(self) -> str:
@@ -138,9 +149,10 @@ class MappingReport:
             matrix = f"{lay.in_rows}x{lay.out_cols}"
             chips = _span(lay.chips)
             cores = "-" if lay.cores is None else str(lay.cores)
+            grid = lay.grid if lay.replicas == 1 else f"{lay.replicas}*{lay.grid}"
             lines.append(
                 f"{lay.name[:23]:<24}{lay.module[:13]:<14}{matrix:>14}"
-                f"{f'{lay.rows}x{lay.cols}':>9}{lay.grid:>9}{lay.tiles:>7}"
+                f"{f'{lay.rows}x{lay.cols}':>9}{grid:>9}{lay.tiles:>7}"
                 f"{lay.utilization:>7.1%}{cores:>7}{chips:>7}"
             )
         lines.append("-" * len(head))
@@ -185,20 +197,63 @@ def _layer_mapping(name: str, layer: nn.Module) -> LayerMapping:
     )
 
 
+MAX_BALANCED_REPLICATION = 64
+"""Replication cap of ``replication="balanced"``: NeuroSim's default pipeline speed-up of 8 in
+each image dimension (64 copies of the largest feature map's layer)."""
+
+
+def replicas_for(mvms: dict[str, int], replication: Union[str, int]) -> dict[str, int]:
+    """Copies of each layer's weights that balance a layer pipeline (ISAAC, NeuroSim).
+
+    ``"none"``: one copy each. ``"balanced"`` or an int cap ``k`` (``"balanced"`` is
+    ``k = 64``): layers with more than one MVM per forward are replicated so that their MVMs
+    per copy approach those of the layer with the fewest, ``r = min(k, ceil(m / T))`` with
+    ``T = max(min m, max m / k)``. For VGG-8 on 32x32 images this is 16, 16, 4, 4, 1, 1, 1, 1,
+    the duplication NeuroSim's pipeline mode builds.
+    """
+    if replication == "none":
+        return {n: 1 for n in mvms}
+    if replication == "balanced":
+        cap = MAX_BALANCED_REPLICATION
+    elif isinstance(replication, int) and not isinstance(replication, bool) and replication >= 1:
+        cap = replication
+    else:
+        raise ValueError(
+            f"replication must be 'none', 'balanced' or an int >= 1 (the largest number of "
+            f"copies of a layer), got {replication!r}"
+        )
+    busy = [m for m in mvms.values() if m > 1]
+    if not busy:
+        return {n: 1 for n in mvms}
+    target = max(min(busy), max(busy) / cap)
+    return {n: (1 if m <= 1 else min(cap, math.ceil(m / target))) for n, m in mvms.items()}
+
+
 def map_model(
-    model: nn.Module, technology: Union[None, str, Technology, dict] = None
+    model: nn.Module,
+    technology: Union[None, str, Technology, dict] = None,
+    replication: Union[str, int] = "none",
+    example_input: Any = None,
+    *,
+    mvms: Optional[dict[str, int]] = None,
 ) -> MappingReport:
     """Place every analog layer of ``model`` on tiles (and, with a ``technology``, on cores,
-    clusters and chips).
+    clusters and chips, as many chips as needed).
 
     Args:
         model: a model with analog layers (``aimc.convert_to_analog``).
         technology: a name (``aimc.cost.technology_names()``), a :class:`Technology`, or
             ``None`` for tile counts only.
+        replication: ``"none"``, ``"balanced"`` or an int cap: copies of each layer's weights
+            that balance a layer pipeline (:func:`replicas_for`). Needs the MVMs per layer:
+            ``example_input`` (one cheap digital pass, the model is not changed) or ``mvms``.
+        example_input: an input batch, to count each layer's MVMs.
+        mvms: MVMs per group of each layer by name (instead of ``example_input``).
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
-        ValueError: the model has no analog layers.
+        ValueError: the model has no analog layers; bad ``replication``; replication without
+            ``example_input``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"map_model needs an nn.Module, got {type(model).__name__}")
@@ -208,6 +263,30 @@ def map_model(
             f"map_model: {type(model).__name__} has no analog layers; convert it first with "
             "aimc.convert_to_analog(model, aimc.AnalogConfig(...))"
         )
+    if mvms is None and example_input is not None:
+        from aimc.cost.activity import count_mvms
+
+        mvms = count_mvms(model, example_input)
+    if replication != "none" and mvms is None:
+        replicas_for({}, replication)  # validates the value first
+        raise ValueError(
+            f"map_model(replication={replication!r}) needs each layer's MVMs: pass "
+            "example_input=<an input batch> (or mvms={layer name: MVMs})"
+        )
+    if mvms is not None:
+        counted = {x.name: int(mvms.get(x.name, 0)) for x in layers}
+        copies = replicas_for(counted, replication)
+        layers = [
+            _replace(
+                x,
+                mvms=counted[x.name],
+                replicas=copies[x.name],
+                tiles=x.tiles * copies[x.name],
+                cells_used=x.cells_used * copies[x.name],
+                cells_total=x.cells_total * copies[x.name],
+            )
+            for x in layers
+        ]
     tiles = sum(x.tiles for x in layers)
     used = sum(x.cells_used for x in layers)
     total = sum(x.cells_total for x in layers)

@@ -124,14 +124,14 @@ def peak_performance(
         raise TypeError(f"config must be an aimc.AnalogConfig, got {type(config).__name__}")
     tech = resolve_technology(technology)
     geom = full_tile_geometry(config)
-    t_mvm = mvm_time_ns(geom, tech)
+    t_mvm = mvm_time_ns(geom, tech, config)
     counts = analog_counts(geom, config, tech, 1)
     weights = geom.out_cols
     counts = counts.replace(activations=weights, digital_ops=weights)
     pulses = geom.cycles if config.dac.bit_serial else 1
     g_row = geom.out_cols * geom.cols_per_weight * config.device.g_max * tech.peak_g_fraction
     crossbar_fj = tech.v_read_v**2 * tech.t_read_ns * pulses * geom.rows * g_row
-    tile_pj = energy_pj(counts, tech, config=config, crossbar_fj=crossbar_fj)
+    tile_pj = energy_pj(counts, tech, config=config, crossbar_fj=crossbar_fj, geometry=geom)
 
     # mW = pJ / ns
     core_mw = {k: tile_pj[k] / t_mvm * tech.tiles_per_core for k in CORE_COMPONENTS}

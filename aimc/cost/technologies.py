@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 
+from aimc.cost import components
 from aimc.cost.technology import Technology, register_technology
 
-__all__ = ["isaac", "hermes", "rram22"]
+__all__ = ["isaac", "hermes", "rram22", "sram22"]
 
 # ---------------------------------------------------------------------------------------- ISAAC
 # Shafiee et al., "ISAAC: A CNN Accelerator with In-Situ Analog Arithmetic in Crossbars",
@@ -205,78 +206,89 @@ def hermes() -> Technology:
     )
 
 
-# --------------------------------------------------------------------------------------- RRAM22
-_S = 22.0 / 32.0  # ISAAC (32 nm) logic energies scaled linearly to 22 nm
-_A = _S**2  # and areas quadratically
+# ------------------------------------------------------------------------ NeuroSim 22 nm
+# DNN+NeuroSim V1.4 (Param.cpp defaults and its circuit modules; user manual, Tables VI-VII).
+_F_UM = 0.022  # feature size, um
+_VDD = 0.85  # NeuroSim's 22 nm supply (PTM 22 nm, Technology.cpp)
+_V_READ = 0.55  # NeuroSim V1.4's fixed read voltage at 22 nm (Param.cpp readVoltage)
+_C_WIRE_FF_UM = 0.2  # intermediate-metal wire capacitance (14-45 nm), fF/um
+_FA_FJ = 0.03e3 / 8 * (22.0 / 45.0) * (0.15 / 0.5)  # Horowitz 8-bit add, 22 nm, activity 0.15
+_DFF_FJ = 1.0 * 0.5  # one flip-flop write at 22 nm (~1 fJ) x NeuroSim's DFF activity 0.5
+_CMP_UM2 = 2.4  # one sense-amp level incl. its reference-column share (NeuroSim MLSA area)
+
+
+def _neurosim22(name: str, cell: str, cell_f2: float, row_um2: float) -> Technology:
+    """The NeuroSim V1.4 22 nm macro around a cell of ``cell_f2`` F^2 whose row periphery
+    (word-line drivers and switch matrices) takes ``row_um2`` per row."""
+    pitch_um = math.sqrt(cell_f2) * _F_UM
+    row_fj = components.row_drive_energy_fj(128, 0.05, _C_WIRE_FF_UM, pitch_um, _VDD)
+    return Technology(
+        name=name,
+        node_nm=22.0,
+        tiles_per_core=1,
+        cores_per_cluster=16,
+        clusters_per_chip=1024,
+        cycle_ns=1.0,
+        clock_ghz=1.0,
+        word_bits=8,
+        v_read_v=_V_READ,
+        t_read_ns=1.0,
+        peak_g_fraction=0.5,
+        cell_area_um2=cell_f2 * _F_UM**2,
+        dac_energy_pj_per_bit=row_fj * 1e-3,
+        dac_area_um2_per_bit=row_um2,
+        sample_hold_energy_pj=components.switch_energy_fj(1.0, _V_READ) * 1e-3,
+        sample_hold_area_um2=4.0,
+        adc_fom_walden_fj=20.0,
+        adc_fom_schreier_db=185.0,
+        adc_rate_gsps=1.0,
+        adc_area_um2=1.0,
+        cols_per_adc=8,
+        shift_add_energy_pj=16 * _DFF_FJ * 1e-3,
+        shift_add_area_um2=120.0,
+        input_register_energy_pj_per_bit=_DFF_FJ * 1e-3,
+        input_register_area_um2_per_bit=0.5,
+        output_register_energy_pj_per_bit=_DFF_FJ * 1e-3,
+        output_register_area_um2_per_bit=0.5,
+        accumulate_energy_pj=16 * _DFF_FJ * 1e-3,
+        accumulate_area_mm2=0.01,
+        activation_energy_pj=0.01,
+        activation_area_mm2=0.001,
+        digital_op_energy_pj=0.01,
+        digital_area_mm2=0.001,
+        digital_ops_per_cycle=64.0,
+        buffer_read_energy_pj_per_bit=_DFF_FJ * 1e-3,
+        buffer_write_energy_pj_per_bit=_DFF_FJ * 1e-3,
+        buffer_area_mm2=components.sram_area_mm2(16 * 1024 * 8, 22.0),
+        bus_energy_pj_per_bit=0.0,
+        bus_area_mm2=0.02,
+        router_energy_pj_per_bit_hop=0.0,
+        router_area_mm2=0.0,
+        avg_hops=1.0,
+        io_energy_pj_per_bit=0.0,
+        io_bandwidth_gbps=0.0,
+        io_area_mm2=0.0,
+        adc_type="mlsa",
+        adc_comparator_energy_fj=2.0,
+        adc_reference_energy_fj=components.switch_energy_fj(128 * 0.2 * pitch_um, _V_READ),
+        adc_comparator_area_um2=_CMP_UM2,
+        adc_ns_per_bit=2.4,
+        full_adder_energy_fj=_FA_FJ,
+        wire_energy_pj_per_bit_mm=components.wire_energy_pj_per_bit(1.0, _VDD, activity=0.18),
+        tile_bounding_box=True,
+        tile_rows=128,
+        tile_cols=128,
+        cell=cell,
+    )
 
 
 @register_technology("rram22")
 def rram22() -> Technology:
-    """A generic 22 nm 1T1R RRAM macro for sweeps (NeuroSim-like organisation).
+    """DNN+NeuroSim V1.4's 22 nm 1T1R RRAM macro (pair it with :func:`aimc.presets.rram22`)."""
+    return _neurosim22("rram22", "rram", 4 * 12, 22.0)
 
-    Sources: NeuroSim V1.4 (``Param.cpp`` defaults and the manual's device table): 128x128
-    sub-arrays, 8 columns per ADC, 1 GHz clock, 22 nm Intel RRAM Ron 6 kOhm with on/off 17
-    (the device of :func:`aimc.presets.rram22`), 1T1R cell 5x12 F^2 with F = 22 nm. Read
-    pulses of 10 ns (NeuroSim's readPulseWidth) at 0.1 V: such low-resistance cells are read
-    at low voltage (REFERENCES s7 takes 0.2 V: 0.07 pJ per cell at g_max; 0.1 V quarters it).
-    ADC: FOM_W 20 fJ/cs, the survey's state of the art for SAR at 6-8 ENOB (REFERENCES s5);
-    area from the survey regression (hwcomponents-adc)
-    ln(A/um^2) = 1.346 + 0.993 ln(node) + 0.181 ln(f/Hz) + 0.299 ln(E/pJ).
-    Cycle 20 ns: 4 differential conversions per ADC at 0.2 GS/s.
-    Row drivers, S+H, shift-add and registers: ISAAC's values scaled to 22 nm (energy x 22/32,
-    area x (22/32)^2). Adds 0.024 pJ (Horowitz 16-bit add 0.05 pJ x 22/45). Buffer: SRAM,
-    Horowitz 32 KB 0.31 pJ/bit x sqrt(22/45) = 0.22 pJ/bit, 64 KB of 160 F^2 cells + 50 %
-    periphery. Off-chip: 2 pJ/bit SerDes [R], 100 Gb/s. No leakage.
-    """
-    rate_gsps = 0.2
-    e8_pj = 20.0e-3 * 2**8
-    adc_area = math.exp(
-        1.346 + 0.993 * math.log(22.0) + 0.181 * math.log(rate_gsps * 1e9) + 0.299 * math.log(e8_pj)
-    )
-    return Technology(
-        name="rram22",
-        node_nm=22.0,
-        tiles_per_core=8,
-        cores_per_cluster=12,
-        clusters_per_chip=64,
-        cycle_ns=20.0,
-        clock_ghz=1.0,
-        word_bits=16,
-        v_read_v=0.1,  # keeps a 128-row column of 167 uS cells at <= 2.1 mA
-        t_read_ns=10.0,
-        peak_g_fraction=0.25,
-        cell_area_um2=5 * 12 * 0.022**2,
-        dac_energy_pj_per_bit=4.0 * _CYCLE_NS / _IMA_EVENTS * _S,
-        dac_area_um2_per_bit=170.0 / 1024 * _A,
-        sample_hold_energy_pj=0.01 * _CYCLE_NS / _IMA_EVENTS * _S,
-        sample_hold_area_um2=40.0 / 1024 * _A,
-        adc_fom_walden_fj=20.0,
-        adc_fom_schreier_db=185.0,
-        adc_rate_gsps=rate_gsps,
-        adc_area_um2=adc_area,
-        cols_per_adc=8,
-        shift_add_energy_pj=0.2 * _CYCLE_NS / _IMA_EVENTS * _S,
-        shift_add_area_um2=30.0 * _A,
-        input_register_energy_pj_per_bit=1.24 * _CYCLE_NS / _IMA_EVENTS * _S,
-        input_register_area_um2_per_bit=2100.0 / (2048 * 8) * _A,
-        output_register_energy_pj_per_bit=0.23 * _CYCLE_NS / (8 * _OUT_BITS) * _S,
-        output_register_area_um2_per_bit=770.0 / (256 * 8) * _A,
-        accumulate_energy_pj=0.05 * 22.0 / 45.0,
-        accumulate_area_mm2=0.00006 * _A,
-        activation_energy_pj=0.05,
-        activation_area_mm2=0.0006 * _A,
-        digital_op_energy_pj=0.05 * 22.0 / 45.0,
-        digital_area_mm2=0.00024 * _A,
-        digital_ops_per_cycle=16.0,
-        buffer_read_energy_pj_per_bit=0.31 * math.sqrt(22.0 / 45.0),
-        buffer_write_energy_pj_per_bit=0.31 * math.sqrt(22.0 / 45.0),
-        buffer_area_mm2=64 * 1024 * 8 * 160 * 0.022**2 * 1.5 * 1e-6,
-        bus_energy_pj_per_bit=0.05,
-        bus_area_mm2=0.090 * _A,
-        router_energy_pj_per_bit_hop=0.08,
-        router_area_mm2=0.151 / 4 * _A,
-        avg_hops=2.0,
-        io_energy_pj_per_bit=2.0,
-        io_bandwidth_gbps=100.0,
-        io_area_mm2=5.0,
-    )
+
+@register_technology("sram22")
+def sram22() -> Technology:
+    """DNN+NeuroSim V1.4's 22 nm SRAM macro (pair it with :func:`aimc.presets.sram22`)."""
+    return _neurosim22("sram22", "sram", 10 * 28, 4.7)

@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 _INT_FIELDS = ("tiles_per_core", "cores_per_cluster", "clusters_per_chip", "cols_per_adc")
-_INT_FIELDS += ("word_bits",)
+_INT_FIELDS += ("word_bits", "tile_rows", "tile_cols")
+_BOOL_FIELDS = ("power_gating", "tile_bounding_box")
 _POSITIVE = (
     "node_nm",
     "clock_ghz",
@@ -110,6 +111,31 @@ class Technology:
         io_area_mm2: off-chip links per chip, mm^2.
         leakage_mw_per_core: static power of a core in use, mW.
         leakage_mw_per_cluster: static power of a cluster in use, mW.
+        power_gating: ``True``: a core or cluster leaks only while its layer runs (idle ones
+            are power-gated); ``False``: every core and cluster the model occupies leaks for the
+            whole inference.
+        adc_type: converter architecture (:data:`aimc.cost.components.ADC_TYPES`): ``"sar"``
+            (figure-of-merit model from ``adc_fom_*``), ``"flash"`` or ``"mlsa"`` (NeuroSim's
+            multi-level sense amplifier: ``2^b - 1`` comparators), ``"ramp"`` (``2^b`` steps).
+        adc_comparator_energy_fj, adc_reference_energy_fj: flash/MLSA/ramp energy per
+            comparator (or step) and the fixed part per conversion, fJ.
+        adc_comparator_area_um2: flash/MLSA area per comparator (ramp: per counter bit), um^2;
+            ``adc_area_um2`` is then the fixed part per converter.
+        adc_ns_per_bit: flash/MLSA decision time per bit of resolution, ns.
+        full_adder_energy_fj: one full-adder cell switching, fJ. When > 0, shift-adds and
+            accumulations are priced by their bit widths (``shift_add_energy_pj`` and
+            ``accumulate_energy_pj`` then hold their register parts).
+        mvm_overhead_energy_pj: energy per tile MVM not broken down into the components above
+            (control, clock tree, bias), pJ; it is spent only when a tile computes.
+        wire_energy_pj_per_bit_mm: global interconnect (H-tree / X-Y bus) per bit and mm; the
+            distance is half the side of the chip area the model occupies.
+        tile_bounding_box: price each tile as the bounding box of its array, row periphery
+            (DACs, drivers) and column periphery (S&H, ADCs, shift-adders, output registers)
+            (:func:`aimc.cost.components.subarray_bounding_box_um2`); ``False``: the sum.
+        tile_rows, tile_cols: the tile size the technology's floorplan and energies were
+            derived for (0: any); another size is costed with a warning.
+        cell: the registered device model whose cell the technology's cell area and read
+            energies describe (``""``: any); another device is costed with a warning.
     """
 
     name: str
@@ -159,12 +185,31 @@ class Technology:
     io_area_mm2: float
     leakage_mw_per_core: float = 0.0
     leakage_mw_per_cluster: float = 0.0
+    power_gating: bool = True
+    adc_type: str = "sar"
+    adc_comparator_energy_fj: float = 0.0
+    adc_reference_energy_fj: float = 0.0
+    adc_comparator_area_um2: float = 0.0
+    adc_ns_per_bit: float = 0.0
+    full_adder_energy_fj: float = 0.0
+    mvm_overhead_energy_pj: float = 0.0
+    wire_energy_pj_per_bit_mm: float = 0.0
+    tile_bounding_box: bool = False
+    tile_rows: int = 0
+    tile_cols: int = 0
+    cell: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Technology.name must be a non-empty str, got {self.name!r}")
         for f in dataclasses.fields(self):
-            if f.name == "name":
+            if f.name in ("name", "adc_type", "cell"):
+                continue
+            if f.name in _BOOL_FIELDS:
+                if not isinstance(getattr(self, f.name), bool):
+                    raise TypeError(
+                        f"Technology.{f.name} must be True or False, got {getattr(self, f.name)!r}"
+                    )
                 continue
             value = getattr(self, f.name)
             if f.name in _INT_FIELDS:
@@ -173,7 +218,7 @@ class Technology:
                     setattr(self, f.name, value)
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise TypeError(f"Technology.{f.name} must be an int, got {value!r}")
-                if value < 1:
+                if value < (0 if f.name in ("tile_rows", "tile_cols") else 1):
                     raise ValueError(f"Technology.{f.name} must be >= 1, got {value}")
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -185,6 +230,19 @@ class Technology:
             if f.name in _POSITIVE and value == 0:
                 raise ValueError(f"Technology.{f.name} must be > 0, got {value!r}")
             setattr(self, f.name, float(value))
+        from aimc.cost.components import ADC_TYPES
+
+        if self.adc_type not in ADC_TYPES:
+            raise ValueError(
+                f"Technology.adc_type must be one of {ADC_TYPES}, got {self.adc_type!r}"
+            )
+        if self.adc_type in ("flash", "mlsa") and self.adc_ns_per_bit <= 0:
+            raise ValueError(
+                f"Technology.adc_ns_per_bit must be > 0 for adc_type={self.adc_type!r} "
+                "(the comparators' decision time per bit)"
+            )
+        if not isinstance(self.cell, str):
+            raise TypeError(f"Technology.cell must be a device name (str), got {self.cell!r}")
         if self.peak_g_fraction > 1:
             raise ValueError(
                 f"Technology.peak_g_fraction is a fraction of g_max in (0, 1], "

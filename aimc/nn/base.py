@@ -122,10 +122,15 @@ class AnalogLayerBase(Periphery, nn.Module):
 
     @classmethod
     def from_digital(
-        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+        cls,
+        module: nn.Module,
+        config: Optional[AnalogConfig] = None,
+        seed: Optional[int] = None,
+        program: bool = True,
     ):
         """An analog layer with ``module``'s hyper-parameters and weights, programmed with a
-        device draw from ``seed`` (default: ``config.seed``)."""
+        device draw from ``seed`` (default: ``config.seed``); ``program=False`` defers the
+        programming to the first analog forward."""
         if not isinstance(module, cls._FLOAT_MODULE):
             raise TypeError(
                 f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
@@ -135,7 +140,10 @@ class AnalogLayerBase(Periphery, nn.Module):
         with deferred_programming():  # program once, with the real weights
             layer = cls(*cls._ctor_args(module), config, device=w.device, dtype=w.dtype)
         _copy_parameters(module, layer)
-        layer.program(seed)
+        if program:
+            layer.program(seed)
+        elif seed is not None:
+            layer.program_seed.fill_(seed)
         return layer
 
     @classmethod
@@ -416,11 +424,12 @@ class AnalogLayerBase(Periphery, nn.Module):
 
     @torch.no_grad()
     def row_conductance_sums(self) -> Tensor:
-        """Sum over each row's devices (all columns, pairs, slices) of the programmed G (µS):
-        ``[groups, in_rows]``."""
-        self._ensure_programmed()
-        g = self.dev_g  # [pair, S, Gr, n_rt, R, N]
-        per_row = g.sum(dim=(0, 1, 5))  # [Gr, n_rt, R]
+        """Sum over each row's devices (all columns, pairs, slices) of the target G (µS) of
+        the current weights: ``[groups, in_rows]``. Needs no programming (cost model)."""
+        dev = self.config.device
+        v, _, _ = self._normalized_tiles(self.weight.detach())  # [S, Gr, n_rt, R, N]
+        pairs = 2 if self._differential else 1
+        per_row = (pairs * float(dev.g_min) + self._g_norm * v).sum(dim=(0, 4))  # [Gr, n_rt, R]
         return per_row.reshape(self.geometry.groups, -1)[:, : self.geometry.in_rows]
 
     def _apply(self, fn, *args, **kwargs):

@@ -8,6 +8,7 @@ from torch import nn
 
 import aimc
 import aimc.presets
+import device_models
 from aimc.cost import get_technology, peak_performance
 
 
@@ -37,9 +38,26 @@ def test_hermes_architecture():
 
 
 def test_rram22_device_range():
+    # NeuroSim V1.4's default 1T1R RRAM: Ron = 100 kOhm, on/off = 17; 32 of 128 rows per read
     cfg = aimc.presets.rram22()
-    assert cfg.device.g_max == pytest.approx(1e6 / 6e3)  # Ron = 6 kOhm
-    assert cfg.device.g_max / cfg.device.g_min == pytest.approx(17.0)  # on/off = 17
+    assert cfg.device.g_max == pytest.approx(1e6 / 100e3)
+    assert cfg.device.g_max / cfg.device.g_min == pytest.approx(17.0)
+    assert cfg.tile.parallel_rows == 32 and cfg.adc.bits == 5
+    assert cfg.mapping.cols_per_weight == 8  # 8-bit weights on 1-bit cells
+
+
+def test_sram22_uses_the_binary_sram_cell():
+    cfg = aimc.presets.sram22()
+    assert isinstance(cfg.device, device_models.SRAM) and not cfg.device.drifts
+
+
+def test_hermes_device_has_no_silent_fallback(monkeypatch):
+    def broken(name, **kw):
+        raise KeyError(name)
+
+    monkeypatch.setattr(aimc.presets.device_models, "get", broken)
+    with pytest.raises(KeyError):
+        aimc.presets.hermes()
 
 
 def test_overrides():

@@ -199,7 +199,7 @@ def test_cluster_launcher_configs(name, plugin):
     assert cfg.hydra.launcher._target_
 
 
-@pytest.mark.parametrize("name", ["isaac", "hermes", "rram22"])
+@pytest.mark.parametrize("name", ["isaac", "hermes", "rram22", "sram22"])
 def test_hardware_presets_match_aimc_presets(name):
     import dataclasses
 
