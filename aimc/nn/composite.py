@@ -115,10 +115,15 @@ class AnalogContainer(nn.Module):
 
     @classmethod
     def from_digital(
-        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+        cls,
+        module: nn.Module,
+        config: Optional[AnalogConfig] = None,
+        seed: Optional[int] = None,
+        program: bool = True,
     ):
         """An analog layer with ``module``'s hyper-parameters and parameters, each tile layer
-        programmed with a draw from ``seed`` and its name (default: ``config.seed``)."""
+        programmed with a draw from ``seed`` and its name (default: ``config.seed``);
+        ``program=False`` leaves the tile layers to program on their first analog forward."""
         if not isinstance(module, cls._FLOAT_MODULE):
             raise TypeError(
                 f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
@@ -128,7 +133,8 @@ class AnalogContainer(nn.Module):
         with deferred_programming():
             layer = cls(**cls._ctor_kwargs(module), config=config, device=w.device, dtype=w.dtype)
         _copy_named_parameters(module, layer)
-        layer.program(seed)
+        if program:
+            layer.program(seed)
         layer.train(module.training)
         return layer
 
