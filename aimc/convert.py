@@ -7,7 +7,7 @@ import copy
 import fnmatch
 import logging
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Optional
 
 import torch
@@ -410,6 +410,24 @@ def _calibrating(layers: Sequence[AnalogLayerBase], mode: str):
 
 
 @torch.no_grad()
+def calibrate_layers(layers: Sequence[AnalogLayerBase], run: Callable[[], object]) -> None:
+    """The two calibration passes of :func:`calibrate` over whatever ``run()`` feeds
+    ``layers`` (every call of a layer during ``run`` counts)."""
+    with _calibrating(layers, "dac"):
+        run()
+        for layer in layers:
+            if "dac" in layer._calib_stats:
+                layer.dac_range.fill_(max(layer._calib_stats["dac"], 1e-12))
+    with _calibrating(layers, "adc"):
+        run()
+        for layer in layers:
+            vals = [layer._calib_stats.get(f"adc{s}") for s in range(layer.geometry.slices)]
+            if all(v is not None for v in vals):
+                layer.adc_range.copy_(torch.tensor([max(v, 1e-12) for v in vals]))
+            layer._cache.clear()
+
+
+@torch.no_grad()
 def calibrate(model: nn.Module, batches: Iterable) -> nn.Module:
     """Set the DAC input ranges and ADC full scales of every analog layer from data.
 
@@ -434,18 +452,7 @@ def calibrate(model: nn.Module, batches: Iterable) -> nn.Module:
             model(x)
 
     try:
-        with _calibrating(layers, "dac"):
-            run()
-            for layer in layers:
-                if "dac" in layer._calib_stats:
-                    layer.dac_range.fill_(max(layer._calib_stats["dac"], 1e-12))
-        with _calibrating(layers, "adc"):
-            run()
-            for layer in layers:
-                vals = [layer._calib_stats.get(f"adc{s}") for s in range(layer.geometry.slices)]
-                if all(v is not None for v in vals):
-                    layer.adc_range.copy_(torch.tensor([max(v, 1e-12) for v in vals]))
-                layer._cache.clear()
+        calibrate_layers(layers, run)
     finally:
         model.train(was_training)
     return model

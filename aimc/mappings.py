@@ -9,8 +9,14 @@ from torch import nn
 from aimc.nn import (
     AnalogConv1d,
     AnalogConv2d,
+    AnalogGRU,
+    AnalogGRUCell,
     AnalogLinear,
+    AnalogLSTM,
+    AnalogLSTMCell,
     AnalogMultiheadAttention,
+    AnalogRNN,
+    AnalogRNNCell,
 )
 
 __all__ = ["DEFAULT_ANALOG_MODULE_MAPPING", "get_default_analog_module_mapping"]
@@ -22,6 +28,12 @@ DEFAULT_ANALOG_MODULE_MAPPING: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv1d: AnalogConv1d,
     nn.Conv2d: AnalogConv2d,
     nn.MultiheadAttention: AnalogMultiheadAttention,
+    nn.LSTM: AnalogLSTM,
+    nn.GRU: AnalogGRU,
+    nn.RNN: AnalogRNN,
+    nn.LSTMCell: AnalogLSTMCell,
+    nn.GRUCell: AnalogGRUCell,
+    nn.RNNCell: AnalogRNNCell,
 }
 
 

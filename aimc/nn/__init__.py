@@ -7,6 +7,14 @@ from aimc.nn.base import AnalogLayerBase
 from aimc.nn.composite import AnalogContainer
 from aimc.nn.conv import AnalogConv1d, AnalogConv2d
 from aimc.nn.linear import AnalogLinear
+from aimc.nn.recurrent import (
+    AnalogGRU,
+    AnalogGRUCell,
+    AnalogLSTM,
+    AnalogLSTMCell,
+    AnalogRNN,
+    AnalogRNNCell,
+)
 
 __all__ = [
     "AnalogLayerBase",
@@ -16,4 +24,10 @@ __all__ = [
     "AnalogConv2d",
     "AnalogMultiheadAttention",
     "route_around_fast_path",
+    "AnalogLSTM",
+    "AnalogGRU",
+    "AnalogRNN",
+    "AnalogLSTMCell",
+    "AnalogGRUCell",
+    "AnalogRNNCell",
 ]

@@ -157,6 +157,22 @@ class AnalogMultiheadAttention(AnalogContainer, nn.MultiheadAttention):
                 average_attn_weights=average_attn_weights,
                 is_causal=is_causal,
             )
+        args = (query, key, value, key_padding_mask, need_weights, attn_mask)
+        kw = {"average_attn_weights": average_attn_weights, "is_causal": is_causal}
+        self._auto_calibrate(lambda: self._analog_forward(*args, **kw))
+        return self._analog_forward(*args, **kw)
+
+    def _analog_forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Optional[Tensor],
+        need_weights: bool,
+        attn_mask: Optional[Tensor],
+        average_attn_weights: bool,
+        is_causal: bool,
+    ) -> tuple[Tensor, Optional[Tensor]]:
         for name, t in (("query", query), ("key", key), ("value", value)):
             if not isinstance(t, Tensor) or t.dim() not in (2, 3) or t.is_nested:
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__

@@ -13,7 +13,8 @@ its qualified name (``encoder.layers.0.self_attn.in_proj``, ``lstm.hh_l0``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import torch
@@ -24,6 +25,8 @@ from aimc.nn.base import AnalogLayerBase, deferred_programming, name_seed
 from aimc.nn.linear import AnalogLinear
 
 __all__ = ["AnalogContainer"]
+
+log = logging.getLogger(__name__)
 
 
 def _forgive_alias_keys(module: nn.Module, incompatible_keys: Any) -> None:
@@ -176,12 +179,37 @@ class AnalogContainer(nn.Module):
             return False
         return not any(t.config.training.hardware_aware for t in tiles)
 
+    def _auto_calibrate(self, run: Callable[[], object]) -> None:
+        """Set the unset converter ranges of the tile layers from one whole forward (``run``).
+
+        A tile layer of a recurrent or attention layer is called several times per forward
+        (every time step; once per distinct attention input); an uncalibrated analog layer
+        fixes its ranges from the first batch it sees, which here would be one time step
+        (often the all-zero initial state). So the first forward of this layer calibrates
+        all of its uncalibrated tile layers over every call, as :func:`aimc.calibrate` does.
+        """
+        tiles = [tile for _, tile in self.tile_layers() if _uncalibrated(tile)]
+        if not tiles:
+            return
+        from aimc.convert import calibrate_layers  # the model-level module imports this one
+
+        with torch.no_grad():
+            calibrate_layers(tiles, run)
+        log.info("%s: converter ranges auto-calibrated on the first forward", self.layer_name)
+
     def _analog_repr(self) -> str:
         c = self.config
         dac = "ideal" if c.dac.bits is None else f"{c.dac.bits}b"
         adc = "ideal" if c.adc.bits is None else f"{c.adc.bits}b"
         names = ", ".join(name for name, _ in self.tile_layers())
         return f"tile_layers=[{names}], device={c.device.describe()}, dac={dac}, adc={adc}"
+
+
+def _uncalibrated(tile: AnalogLayerBase) -> bool:
+    dac, adc = tile.config.dac, tile.config.adc
+    return (
+        dac.range_mode == "calibrated" and tile._dac_needs_range() and tile._dac_range_value <= 0
+    ) or (adc.range_mode == "calibrated" and tile._adc_needs_range() and tile._adc_range_min <= 0)
 
 
 @torch.no_grad()

@@ -15,14 +15,25 @@ _CASES = {
     nn.Conv1d: (lambda: nn.Conv1d(4, 6, 3, padding=1), lambda: torch.randn(3, 4, 9)),
     nn.Conv2d: (lambda: nn.Conv2d(4, 6, 3, stride=2), lambda: torch.randn(3, 4, 9, 9)),
     nn.MultiheadAttention: (lambda: nn.MultiheadAttention(8, 2), lambda: torch.randn(5, 3, 8)),
+    nn.LSTM: (lambda: nn.LSTM(4, 6, bidirectional=True), lambda: torch.randn(4, 3, 4)),
+    nn.GRU: (lambda: nn.GRU(4, 6, batch_first=True), lambda: torch.randn(3, 5, 4)),
+    nn.RNN: (lambda: nn.RNN(4, 6, nonlinearity="relu"), lambda: torch.randn(5, 3, 4)),
+    nn.LSTMCell: (lambda: nn.LSTMCell(4, 6), lambda: torch.randn(3, 4)),
+    nn.GRUCell: (lambda: nn.GRUCell(4, 6), lambda: torch.randn(3, 4)),
+    nn.RNNCell: (lambda: nn.RNNCell(4, 6), lambda: torch.randn(3, 4)),
 }
 
 
 def _run(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The layer's main output for ``x`` (self-attention; a recurrent layer's output sequence)."""
+    """The layer's main output for ``x`` (self-attention; a recurrent layer's output sequence;
+    a cell's step from a non-zero state, so that its hidden-to-hidden matrix is read)."""
     if isinstance(layer, nn.MultiheadAttention):
         return layer(x, x, x)[0]
-    out = layer(x)
+    if isinstance(layer, nn.RNNCellBase):
+        h = torch.full((x.shape[0], layer.hidden_size), 0.5, dtype=x.dtype)
+        out = layer(x, (h, h) if isinstance(layer, nn.LSTMCell) else h)
+    else:
+        out = layer(x)
     return out[0] if isinstance(out, tuple) else out
 
 

@@ -105,10 +105,11 @@ def test_coarse_converters_change_the_output():
 
 
 def test_cross_attention_reads_the_packed_projection_once_per_distinct_input():
-    analog = AnalogMultiheadAttention(8, 2, config=IDEAL).eval()
+    analog = AnalogMultiheadAttention(8, 2, config=COARSE).eval()
+    x, mem = torch.randn(5, 2, 8), torch.randn(4, 2, 8)
+    analog(x, mem, mem.clone())  # the first forward also calibrates the converters
     calls = []
     analog.in_proj.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
-    x, mem = torch.randn(5, 2, 8), torch.randn(4, 2, 8)
     analog(x, x, x)
     assert len(calls) == 1
     analog(x, mem, mem)
@@ -136,7 +137,9 @@ def test_training_forward_is_torchs_and_hardware_aware_training_reaches_weights(
 def test_state_dict_round_trip_and_digital_state_dict_loads():
     torch.manual_seed(0)
     digital = nn.MultiheadAttention(8, 2, add_bias_kv=True)
-    cfg = aimc.AnalogConfig(device="pcm", tile=aimc.TileConfig(16, 16), seed=2)
+    cfg = aimc.AnalogConfig(  # deterministic reads: the output must round-trip exactly
+        device="ideal", tile=aimc.TileConfig(16, 16), adc=aimc.ADCConfig(bits=4), seed=2
+    )
     analog = AnalogMultiheadAttention.from_digital(digital, cfg).eval()
     analog.drift_to(3600.0)
     x = torch.randn(5, 3, 8)

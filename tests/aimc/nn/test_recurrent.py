@@ -1,0 +1,213 @@
+"""Analog LSTM/GRU/RNN layers and cells: torch's numerics when ideal, tiles really read."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import aimc
+from aimc.nn import (
+    AnalogGRU,
+    AnalogGRUCell,
+    AnalogLSTM,
+    AnalogLSTMCell,
+    AnalogRNN,
+    AnalogRNNCell,
+)
+
+IDEAL = aimc.AnalogConfig.ideal()
+COARSE = aimc.AnalogConfig(device="ideal", dac=aimc.DACConfig(bits=2), adc=aimc.ADCConfig(bits=2))
+_ANALOG = {nn.LSTM: AnalogLSTM, nn.GRU: AnalogGRU, nn.RNN: AnalogRNN}
+
+# (type, num_layers, bidirectional, batch_first, bias, extra torch kwargs)
+_OPTIONS = [
+    (nn.LSTM, 1, False, False, True, {}),
+    (nn.LSTM, 2, True, True, False, {"proj_size": 3}),
+    (nn.LSTM, 2, True, False, True, {}),
+    (nn.GRU, 2, True, True, True, {}),
+    (nn.GRU, 1, False, False, False, {}),
+    (nn.RNN, 2, False, True, True, {"nonlinearity": "relu"}),
+    (nn.RNN, 1, True, False, True, {}),
+]
+
+
+def _hx(cls, layers: int, directions: int, batch: int, out: int, hidden: int):
+    h0 = torch.randn(directions * layers, batch, out)
+    return (h0, torch.randn(directions * layers, batch, hidden)) if cls is nn.LSTM else h0
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+@pytest.mark.parametrize("cls,layers,bidirectional,batch_first,bias,kw", _OPTIONS)
+def test_ideal_equals_torch_over_options(cls, layers, bidirectional, batch_first, bias, kw):
+    torch.manual_seed(0)
+    opts = dict(bias=bias, batch_first=batch_first, bidirectional=bidirectional, **kw)
+    digital = cls(4, 6, layers, **opts)
+    analog = _ANALOG[cls].from_digital(digital.eval(), IDEAL).eval()
+    x = torch.randn(3, 5, 4) if batch_first else torch.randn(5, 3, 4)
+    hx = _hx(cls, layers, 2 if bidirectional else 1, 3, kw.get("proj_size") or 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(analog(x), digital(x))
+        torch.testing.assert_close(analog(x, hx), digital(x, hx))
+        x1 = x[0]  # unbatched: (L, H_in) and 2-d states
+        h1 = tuple(h[:, 0] for h in hx) if cls is nn.LSTM else hx[:, 0]
+        torch.testing.assert_close(analog(x1, h1), digital(x1, h1))
+        packed = pack_padded_sequence(
+            x, torch.tensor([5, 2, 4]), batch_first=batch_first, enforce_sorted=False
+        )
+        (out_a, h_a), (out_d, h_d) = analog(packed, hx), digital(packed, hx)
+        assert isinstance(out_a, type(out_d))
+        torch.testing.assert_close(out_a.data, out_d.data)
+        torch.testing.assert_close(h_a, h_d)
+
+
+@pytest.mark.parametrize(
+    "cls,analog_cls,kw",
+    [
+        (nn.LSTMCell, AnalogLSTMCell, {}),
+        (nn.GRUCell, AnalogGRUCell, {"bias": False}),
+        (nn.RNNCell, AnalogRNNCell, {"nonlinearity": "relu"}),
+    ],
+)
+def test_cells_equal_torch(cls, analog_cls, kw):
+    torch.manual_seed(0)
+    digital = cls(4, 6, **kw)
+    analog = analog_cls.from_digital(digital, IDEAL).eval()
+    x, h = torch.randn(3, 4), torch.randn(3, 6)
+    hx = (h, torch.randn(3, 6)) if cls is nn.LSTMCell else h
+    with torch.no_grad():
+        torch.testing.assert_close(analog(x), digital(x))
+        torch.testing.assert_close(analog(x, hx), digital(x, hx))
+        torch.testing.assert_close(analog(x[0]), digital(x[0]))
+    assert [n for n, _ in analog.tile_layers()] == ["ih", "hh"]
+    assert analog.hh.weight is analog.weight_hh
+
+
+def test_two_tile_sets_per_layer_and_direction_sharing_torch_parameters():
+    lstm = AnalogLSTM(4, 6, 2, bidirectional=True, proj_size=3, config=IDEAL)
+    names = [n for n, _ in lstm.tile_layers()]
+    assert names[:3] == ["ih_l0", "hh_l0", "hr_l0"] and "hh_l1_reverse" in names
+    assert len(names) == 2 * 2 * 3
+    assert lstm.ih_l1_reverse.weight is lstm.weight_ih_l1_reverse
+    assert lstm.hh_l0.bias is lstm.bias_hh_l0
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
+def test_coarse_converters_change_the_output(cls):
+    torch.manual_seed(0)
+    digital = cls(4, 6).eval()
+    analog = _ANALOG[cls].from_digital(digital, COARSE).eval()
+    x = torch.randn(5, 3, 4)
+    with torch.no_grad():
+        assert (analog(x)[0] - digital(x)[0]).abs().max() > 0.05
+
+
+def test_hidden_projection_runs_every_step_input_projection_once():
+    cfg = aimc.AnalogConfig(device="ideal", dac=aimc.DACConfig(bits=4))
+    lstm = AnalogLSTM(4, 6, config=cfg).eval()
+    x = torch.randn(7, 3, 4)
+    lstm(x)  # the first forward also calibrates the converters (two more passes)
+    rows = {"ih": [], "hh": []}
+    lstm.ih_l0.register_forward_hook(lambda m, i, o: rows["ih"].append(i[0].shape[0]))
+    lstm.hh_l0.register_forward_hook(lambda m, i, o: rows["hh"].append(i[0].shape[0]))
+    lstm(x)
+    assert rows == {"ih": [21], "hh": [3] * 6}  # no read of the all-zero first state
+    # ... so the all-zero state does not set the hidden tile layer's DAC range
+    assert float(lstm.hh_l0.dac_range) > 0.01
+
+
+def test_training_forward_is_torchs_and_hardware_aware_training_reaches_weights():
+    torch.manual_seed(0)
+    digital = nn.LSTM(4, 6, 2, dropout=0.5)
+    analog = AnalogLSTM.from_digital(digital, aimc.AnalogConfig()).train()
+    x = torch.randn(5, 3, 4)
+    torch.manual_seed(1)
+    ref = digital(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(analog(x), ref, rtol=0, atol=0)
+    hw = aimc.AnalogConfig(training=aimc.TrainingConfig(hardware_aware=True))
+    analog = AnalogLSTM.from_digital(digital, hw).train()
+    analog(x)[0].sum().backward()
+    for name in ("weight_ih_l0", "weight_hh_l1"):
+        assert float(getattr(analog, name).grad.abs().sum()) > 0, name
+
+
+def test_state_dict_round_trip_and_digital_state_dict_loads():
+    torch.manual_seed(0)
+    digital = nn.GRU(4, 6, bidirectional=True)
+    cfg = aimc.AnalogConfig(  # deterministic reads: the output must round-trip exactly
+        device="ideal", tile=aimc.TileConfig(16, 16), adc=aimc.ADCConfig(bits=4), seed=2
+    )
+    analog = AnalogGRU.from_digital(digital, cfg).eval()
+    analog.drift_to(86400.0)
+    x = torch.randn(5, 3, 4)
+    y = analog(x)[0]
+    buf = io.BytesIO()
+    torch.save(analog.state_dict(), buf)
+    buf.seek(0)
+    fresh = AnalogGRU(4, 6, bidirectional=True, config=cfg).eval()
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    for key, value in analog.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    torch.testing.assert_close(fresh(x)[0], y, rtol=0, atol=0)
+    other = AnalogGRU(4, 6, bidirectional=True, config=IDEAL).eval()
+    missing, unexpected = other.load_state_dict(digital.state_dict(), strict=False)
+    assert not unexpected
+    assert all(k.rsplit(".", 1)[-1] not in ("weight", "bias") for k in missing)
+    torch.testing.assert_close(other(x), digital.eval()(x))
+    back = analog.to_digital()
+    assert type(back) is nn.GRU
+    torch.testing.assert_close(back.eval()(x), digital(x), rtol=0, atol=0)
+
+
+def test_conversion_maps_recurrent_modules_and_names_their_tiles():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(4, 6, batch_first=True)
+            self.cell = nn.GRUCell(6, 6)
+            self.head = nn.Linear(6, 2)
+
+        def forward(self, x):
+            out, _ = self.rnn(x)
+            return self.head(self.cell(out[:, -1]))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    analog = aimc.convert_to_analog(net, IDEAL)
+    names = [n for n, _ in aimc.analog_layers(analog)]
+    assert names == ["rnn.ih_l0", "rnn.hh_l0", "cell.ih", "cell.hh", "head"]
+    assert analog.rnn.hh_l0.layer_name == "rnn.hh_l0"
+    x = torch.randn(2, 5, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(analog(x), net(x))
+
+
+def test_bad_inputs_name_the_layer():
+    lstm = AnalogLSTM(4, 6, config=IDEAL).eval()
+    with pytest.raises(ValueError, match="input_size=4"):
+        lstm(torch.randn(5, 3, 7))
+    with pytest.raises(ValueError, match=r"initial state must have shape \(1, 3, 6\)"):
+        lstm(torch.randn(5, 3, 4), (torch.zeros(1, 2, 6), torch.zeros(1, 2, 6)))
+    with pytest.raises(TypeError, match=r"tuple \(h_0, c_0\)"):
+        lstm(torch.randn(5, 3, 4), torch.zeros(1, 3, 6))
+
+
+def test_first_forward_calibrates_over_every_time_step_as_calibrate_does():
+    torch.manual_seed(0)
+    digital = nn.LSTM(4, 6, 2)
+    cfg = aimc.AnalogConfig(device="ideal", dac=aimc.DACConfig(bits=6), adc=aimc.ADCConfig(bits=6))
+    x = torch.randn(9, 3, 4)
+    auto = AnalogLSTM.from_digital(digital, cfg).eval()
+    auto(x)
+    model = nn.Sequential()
+    model.add_module("lstm", AnalogLSTM.from_digital(digital, cfg))
+    aimc.calibrate(model, [x])
+    for (name, a), (_, b) in zip(auto.tile_layers(), model.lstm.tile_layers()):
+        assert float(a.dac_range) == float(b.dac_range) > 0, name
+        torch.testing.assert_close(a.adc_range, b.adc_range, rtol=0, atol=0)
+    with torch.no_grad():  # 6-bit converters on ranges from the whole sequence: close to torch
+        assert (auto(x)[0] - digital(x)[0]).abs().max() < 0.1
