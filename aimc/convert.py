@@ -301,6 +301,13 @@ def convert_to_analog(
         found = _target_for(module, mapping)
         if found is not None and not any(fnmatch.fnmatchcase(name, p) for p in exclude):
             _check_subclass(name, module, found[0], found[1], mapping)
+    # layers built inside torch.inference_mode would hold inference tensors, which cannot
+    # track weight edits nor serve a later autograd forward: build them as normal tensors
+    with torch.inference_mode(False):
+        return _convert(model, config, mapping, layer_configs, exclude, inplace)
+
+
+def _convert(model, config, mapping, layer_configs, exclude, inplace) -> nn.Module:
     if not inplace:
         with _copyable(model):
             model = copy.deepcopy(model)
