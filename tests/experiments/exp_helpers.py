@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,3 +30,19 @@ def compose_config(overrides: list[str], *, hydra: bool = False):
 def tiny(tmp_path: Path) -> list[str]:
     """Tiny run overrides with every output (runs, cache, data) under ``tmp_path``."""
     return [*TINY, f"paths.root_dir={tmp_path}"]
+
+
+class WithBilinear(torch.nn.Module):
+    """A digits classifier that also holds a layer with no analog counterpart (nn.Bilinear)."""
+
+    def __init__(self, in_shape, num_classes):
+        super().__init__()
+        n = 1
+        for d in in_shape:
+            n *= d
+        self.fc = torch.nn.Linear(n, num_classes)
+        self.mix = torch.nn.Bilinear(num_classes, num_classes, num_classes)
+
+    def forward(self, x):
+        y = self.fc(x.flatten(1))
+        return y + 0.01 * self.mix(y, y)

@@ -198,3 +198,14 @@ def test_a_corrupt_cache_file_is_named_removed_and_retrained(single, caplog):
         assert str(base) in caplog.text and "unusable" in caplog.text
         assert "train.checkpoint" not in caplog.text
         assert pt.is_file() and base.with_suffix(".json").is_file()  # rewritten
+
+
+def test_the_run_log_lists_the_layers_left_digital(tmp_path, caplog):
+    caplog.set_level("INFO")
+    extra = ["model._target_=exp_helpers.WithBilinear", "~model.hidden", "~model.dropout"]
+    run_tiny(tmp_path, [*extra, "eval.repeats=1", "eval.times=[1.0]", "logger=none"])
+    assert "left digital (1 weight-bearing module(s))" in caplog.text
+    assert (
+        "mix" in caplog.text
+        and "no analog layer for torch.nn.modules.linear.Bilinear" in caplog.text
+    )
