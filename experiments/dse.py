@@ -230,8 +230,9 @@ class DSESweeper(Sweeper):
     """Hydra sweeper running an Optuna (multi-objective) search over the experiment.
 
     Args (``conf/hydra/sweeper/dse.yaml``):
-        objectives: ``{result key: maximize|minimize}``; keys from :data:`OBJECTIVES`
-            (``accuracy`` is the accuracy at ``eval.objective_time``).
+        objectives: result keys from :data:`OBJECTIVES`, each in its direction there (or a
+            ``{key: maximize|minimize}`` mapping); ``accuracy`` is the accuracy at
+            ``eval.objective_time``.
         params: the search space, ``{override key: choice(...)|range(...)|interval(...)}``.
         n_trials: trials of the search in total (a resumed search runs what is left).
         n_jobs: trials launched together (the launcher may run them in parallel).
@@ -239,7 +240,8 @@ class DSESweeper(Sweeper):
             keyword arguments; ``population_size``: the generation size of the genetic ones.
         seed: the sampler's seed.
         study_name, storage: the Optuna study; storage ``null`` means SQLite in the sweep folder.
-        constraints: upper bounds on cost keys (``{energy_j: 2e-8}``) checked before launching.
+        constraints: upper bounds on cost keys (``{energy_j: 2e-8}``; ``None``: no bound),
+            checked before launching.
         pre_evaluate: estimate each trial's cost without data before launching it.
         fidelity: ``low`` and ``high`` override lists, ``promote``: how many Pareto trials
             (at most) are re-run at ``high`` at the end (0: none).
@@ -268,6 +270,16 @@ class DSESweeper(Sweeper):
         seed_from: Optional[str] = None,
         report: bool = True,
     ) -> None:
+        if isinstance(objectives, str):
+            objectives = [objectives]
+        if objectives is not None and not isinstance(objectives, Mapping):
+            # a list of keys, each in its natural direction (a list replaces the default whole)
+            unknown = [k for k in objectives if k not in OBJECTIVES]
+            if unknown:
+                raise SearchError(
+                    f"hydra.sweeper.objectives: {unknown} unknown; one of {list(OBJECTIVES)}"
+                )
+            objectives = {k: OBJECTIVES[k] for k in objectives}
         self.objectives = dict(objectives or {})
         for key, direction in self.objectives.items():
             if key not in OBJECTIVES:
@@ -289,7 +301,7 @@ class DSESweeper(Sweeper):
         self.population_size = population_size
         make_sampler(sampler, seed, self.sampler_options, population_size)  # fail early
         self.seed, self.study_name, self.storage = seed, study_name, storage
-        self.constraints = dict(constraints or {})
+        self.constraints = {k: v for k, v in (constraints or {}).items() if v is not None}
         for key, bound in self.constraints.items():
             if key not in OBJECTIVES or key == "accuracy":
                 raise SearchError(

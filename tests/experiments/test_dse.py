@@ -221,3 +221,44 @@ def test_search_writes_a_report_and_an_interrupted_search_resumes(tmp_path):
         86400.0,
     ]
     assert {layer["layer"] for layer in best["layers"]} >= {"fc1"}
+
+
+def test_cost_only_search_runs_no_job_and_constraints_prune(tmp_path):
+    sweep = tmp_path / "costs"
+    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.run",
+            "-m",
+            "hydra/sweeper=dse",
+            "hydra.sweeper.objectives=[energy_j,area_mm2]",
+            "hydra.sweeper.params={adc.bits:'choice(3,8)',tile.rows:'choice(32,256)'}",
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.constraints.energy_j=1.0e-30",  # nothing fits: every trial pruned
+            f"paths.root_dir={tmp_path}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, trials = _trials(sweep)
+    assert [t.state.name for t in trials] == ["PRUNED"] * 6
+    assert all(t.user_attrs["pruned_by"]["energy_j"] > 1e-30 for t in trials)
+    assert not list(sweep.glob("trial_*")) and not (tmp_path / "outputs" / "cache").exists()
+
+    proc = subprocess.run(
+        [*proc.args[:-3], "hydra.sweeper.constraints.energy_j=null", f"hydra.sweep.dir={sweep}2"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, trials = _trials(f"{sweep}2")
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6  # costed from the config alone
+    assert all(t.values[0] > 0 and t.values[1] > 0 for t in trials)
+    assert not list((tmp_path / "costs2").glob("trial_*"))
+    assert (tmp_path / "costs2" / "trials.csv").is_file()
