@@ -304,10 +304,10 @@ def convert_to_analog(
     # layers built inside torch.inference_mode would hold inference tensors, which cannot
     # track weight edits nor serve a later autograd forward: build them as normal tensors
     with torch.inference_mode(False):
-        return _convert(model, config, mapping, layer_configs, exclude, inplace)
+        return _convert(model, config, mapping, layer_configs, exclude, inplace, program)
 
 
-def _convert(model, config, mapping, layer_configs, exclude, inplace) -> nn.Module:
+def _convert(model, config, mapping, layer_configs, exclude, inplace, program) -> nn.Module:
     if not inplace:
         with _copyable(model):
             model = copy.deepcopy(model)
