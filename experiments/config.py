@@ -159,6 +159,11 @@ class EvalSettings:
     added to ``times`` when missing."""
     only_objective_time: bool = False
     """Evaluate at ``objective_time`` only (fast search trials)."""
+    cost_only: bool = False
+    """Only the cost report, from the model's seeded weights and a stand-in input of the
+    dataset's shape: no dataset files, no training, no accuracy."""
+    replication: Any = "none"
+    """Weight replication of the cost estimate: ``none``, ``balanced`` or an int cap."""
 
     def __post_init__(self) -> None:
         times = list(self.times) if isinstance(self.times, (list, tuple)) else None
@@ -183,6 +188,11 @@ class EvalSettings:
             )
         if self.only_objective_time:
             self.times = [self.objective_time]
+        if not isinstance(self.cost_only, bool):
+            _fail("eval.cost_only", f"must be true or false, got {self.cost_only!r}")
+        rep = self.replication
+        if rep not in ("none", "balanced") and (not _is_int(rep) or rep < 1):
+            _fail("eval.replication", f"must be none, balanced or an int >= 1, got {rep!r}")
         for key in ("repeats", "batch_size", "calibration_batches"):
             value = getattr(self, key)
             if not _is_int(value) or value < 1:

@@ -397,13 +397,20 @@ def _check_layer_names(exp: Experiment, model: nn.Module) -> None:
         )
 
 
-def _convert(exp: Experiment, model: nn.Module, training: Optional[aimc.TrainingConfig] = None):
+def _convert(
+    exp: Experiment,
+    model: nn.Module,
+    training: Optional[aimc.TrainingConfig] = None,
+    program: bool = True,
+):
     """``convert_to_analog`` with the per-layer configs and digital layers of ``exp``."""
     base, layers = exp.analog, exp.layer_configs
     if training is not None:
         base = dataclasses.replace(base, training=training)
         layers = {k: dataclasses.replace(v, training=training) for k, v in layers.items()}
-    return aimc.convert_to_analog(model, base, layer_configs=layers, exclude=exp.digital_layers)
+    return aimc.convert_to_analog(
+        model, base, layer_configs=layers, exclude=exp.digital_layers, program=program
+    )
 
 
 def _analog_model(
@@ -519,7 +526,7 @@ def _estimator() -> Any:
 
 
 def cost_summary(
-    model: nn.Module, example: torch.Tensor, technology: Any
+    model: nn.Module, example: torch.Tensor, technology: Any, replication: Any = "none"
 ) -> tuple[Optional[dict[str, Any]], Any]:
     """Totals, per-layer and per-component energy of one inference of ``example`` (a batch of 1),
     and the report itself; ``(None, None)`` when the cost model is not available."""
@@ -527,7 +534,7 @@ def cost_summary(
     if estimate is None:
         log.warning("aimc.estimate_cost is not available: results.json gets no cost")
         return None, None
-    report = estimate(model, example, technology=technology)
+    report = estimate(model, example, technology=technology, replication=replication)
     total = report.total
     summary: dict[str, Any] = {
         "energy_j": _number(total, "energy_j"),
@@ -560,14 +567,14 @@ def objectives(exp: Experiment, rows: list[dict[str, Any]], cost: Optional[dict[
     return out
 
 
-def cost_only(exp: Experiment) -> dict[str, Any]:
-    """The cost totals of ``exp``'s hardware, without data or training.
+def cost_report(exp: Experiment) -> tuple[Optional[dict[str, Any]], Any]:
+    """The cost summary and report of ``exp``'s hardware, without data, training or device
+    programming.
 
     The model gets its seeded initial weights and the input a seeded uniform image of the
     dataset's shape, so the data-dependent terms (crossbar read energy, which is small) are
     estimates; the architecture-dependent ones (ADC and DAC conversions, tiles, area, latency)
-    are the same as a full run's. Returns ``{"energy_j", "latency_s", "area_mm2",
-    "tops_per_w"}`` (``None`` values without a cost model).
+    are the same as a full run's.
     """
     if exp.dataset.name not in DATASET_SHAPES:
         raise ConfigError(f"dataset.name={exp.dataset.name!r}: no known shape for a cost-only run")
@@ -577,9 +584,14 @@ def cost_only(exp: Experiment) -> dict[str, Any]:
         model = build_model(exp.model_factory, in_shape, classes, **exp.model_kwargs)
         example = torch.rand(1, *in_shape)
     _check_layer_names(exp, model)
-    analog = _convert(exp, model).eval()
-    aimc.calibrate(analog, [example])  # converter ranges from the stand-in input
-    summary, _ = cost_summary(analog, example, exp.technology)
+    analog = _convert(exp, model, program=False).eval()
+    return cost_summary(analog, example, exp.technology, exp.eval.replication)
+
+
+def cost_only(exp: Experiment) -> dict[str, Any]:
+    """The cost totals of ``exp``'s hardware (:func:`cost_report`): ``{"energy_j",
+    "latency_s", "area_mm2", "tops_per_w"}`` (``None`` values without a cost model)."""
+    summary, _ = cost_report(exp)
     return {k: (summary or {}).get(k) for k in _COST_KEYS}
 
 
@@ -687,7 +699,9 @@ def _run(exp: Experiment, output_dir: str) -> dict[str, Any]:
             )
         t_eval = time.perf_counter() - start - t_train
 
-        cost, report = cost_summary(analog, data.test.batch(torch.arange(1))[0], exp.technology)
+        cost, report = cost_summary(
+            analog, data.test.batch(torch.arange(1))[0], exp.technology, exp.eval.replication
+        )
         if report is not None:
             table = report.table()
             with open(os.path.join(output_dir, "cost.txt"), "w") as f:

@@ -9,6 +9,7 @@ Examples::
     python -m experiments.run                                  # digits, MLP, PCM, 8-bit DAC/ADC
     python -m experiments.run device=rram adc.bits=6 tile.rows=128
     python -m experiments.run -m adc.bits=4,6,8 device=pcm,rram hydra/launcher=joblib
+    python -m experiments.run experiment=rram22 model=vgg8 dataset=cifar10 eval.cost_only=true
     python -m experiments.report outputs/multiruns/<date>/<time>
 """
 
@@ -39,6 +40,10 @@ def main(cfg: DictConfig) -> float:
     }
     try:
         experiment = build(cfg, choices=choices, overrides=list(hc.overrides.task))
+        if experiment.eval.cost_only:  # the cost report only: no data, training or accuracy
+            from experiments.cost import write_cost_report
+
+            return float(write_cost_report(experiment, hc.runtime.output_dir)["energy_j"])
         results = run(experiment, hc.runtime.output_dir)
     except (ConfigError, DatasetNotFoundError) as err:
         # a user error, not a bug: the message (naming the key) without a traceback

@@ -142,18 +142,20 @@ class CostTotal:
 class DigitalBaseline:
     """The same network on an INT8 digital accelerator (Horowitz, ISSCC 2014, 45 nm, scaled).
 
-    Per 8-bit MAC 0.23 pJ (8-bit multiply 0.2 + add 0.03); activations read and written from
-    a 32 KB-class SRAM at 0.31 pJ/bit (every MVM reads its input vector and writes its outputs:
-    no reuse), weights read once per forward from a 1 MB-class SRAM at 1.56 pJ/bit (perfect
-    reuse); other digital ops (activations, pooling, adds) 0.03 pJ (an 8-bit add). Scaled from
-    45 nm to the technology node: logic x (node / 45), SRAM x sqrt(node / 45) (wires and
-    memories scale more slowly than logic).
+    On the same boundary as the analog estimate: per 8-bit MAC 0.23 pJ (8-bit multiply 0.2 +
+    add 0.03) in place of the arrays and their converters; weights read once per forward from
+    a 1 MB-class SRAM at 1.56 pJ/bit (perfect reuse); the activation buffers, interconnect,
+    off-chip I/O, activation and other digital units priced exactly as in the analog report
+    (the same data moves around the MAC units as around the arrays). Logic scales from 45 nm
+    as ``node / 45``, SRAM as ``sqrt(node / 45)`` (memories scale more slowly than logic).
 
     Attributes:
         node_nm: node it is scaled to.
         energy_j: energy of one forward of the example input.
-        energy_by_component_j: ``mac``, ``activation_sram``, ``weight_sram``, ``digital``.
+        energy_by_component_j: ``mac``, ``weight_sram``, ``buffer``, ``interconnect``, ``io``,
+            ``digital``.
         tops_per_w: its efficiency.
+        boundary: what its total covers (the analog report's boundary).
         analog_advantage: ``energy_j`` of the baseline over the analog estimate (>1: analog
             wins).
     """
@@ -163,6 +165,7 @@ class DigitalBaseline:
     energy_by_component_j: dict[str, float]
     tops_per_w: float
     analog_advantage: float
+    boundary: str = "chip"
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -249,7 +252,7 @@ class CostReport:
         lines.append(f"energy by component: {parts}")
         b = self.digital_baseline
         lines.append(
-            f"INT8 digital baseline at {b.node_nm:g} nm: {_si(b.energy_j, 'J')} "
+            f"INT8 digital baseline at {b.node_nm:g} nm ({b.boundary}): {_si(b.energy_j, 'J')} "
             f"({b.tops_per_w:.4g} TOPS/W); analog is {b.analog_advantage:.3g}x "
             f"{'better' if b.analog_advantage >= 1 else 'worse'}"
         )
@@ -465,7 +468,7 @@ def _build_report(
             )
         )
     total = _total(layers, args, tech, mapping, area)
-    baseline = _digital_baseline(layers, rec, tech, total)
+    baseline = _digital_baseline(layers, rec, tech, total, _boundary(tech))
     notes = setup_warnings(rec.analog, tech)
     for text in notes:
         log.warning("estimate_cost: %s", text)
@@ -554,30 +557,28 @@ def _total(
 
 
 def _digital_baseline(
-    layers: list[LayerCost], rec: Recorder, tech: Technology, total: CostTotal
+    layers: list[LayerCost], rec: Recorder, tech: Technology, total: CostTotal, boundary: str
 ) -> DigitalBaseline:
     logic = tech.node_nm / 45.0
     sram = math.sqrt(tech.node_nm / 45.0)
-    mac_pj, add_pj = 0.23 * logic, 0.03 * logic
-    act_pj_bit, w_pj_bit = 0.31 * sram, 1.56 * sram
-    macs = act_bits = w_bits = other = 0
+    mac_pj, w_pj_bit = 0.23 * logic, 1.56 * sram
+    macs = w_bits = 0
     for x in layers:
         c = x.counts
-        if x.kind == "analog":
+        macs += c.macs
+        if x.kind == "analog" and c.mvms:
             g = rec.analog[x.name].geometry
-            m = c.mvms // max(g.groups, 1)
-            macs += c.macs
-            act_bits += 8 * m * g.groups * (g.in_rows + g.out_cols)
-            if c.mvms:
-                w_bits += 8 * g.groups * g.in_rows * g.out_cols
-        else:
-            macs += c.macs
-            other += c.activations + c.digital_ops - c.macs
+            w_bits += 8 * g.groups * g.in_rows * g.out_cols
+    same = total.energy_by_component_j
     parts = {
         "mac": macs * mac_pj * 1e-12,
-        "activation_sram": act_bits * act_pj_bit * 1e-12,
         "weight_sram": w_bits * w_pj_bit * 1e-12,
-        "digital": other * add_pj * 1e-12,
+        # the same activation buffers, interconnect, off-chip links and digital units as the
+        # analog chip: the boundary of both totals is the same
+        "buffer": same["buffer"],
+        "interconnect": same["interconnect"],
+        "io": same["io"],
+        "digital": same["activation"] + same["digital"],
     }
     energy = sum(parts.values())
     return DigitalBaseline(
@@ -585,5 +586,6 @@ def _digital_baseline(
         energy_j=energy,
         energy_by_component_j=parts,
         tops_per_w=total.ops / energy * 1e-12 if energy > 0 else 0.0,
+        boundary=boundary,
         analog_advantage=energy / total.energy_j if total.energy_j > 0 else math.inf,
     )

@@ -55,6 +55,28 @@ def deferred_programming():
         _DEFER_PROGRAM.reset(token)
 
 
+def _slice_sums(wn: Tensor, encoding: str, weight_bits: Optional[int], slices: int) -> Tensor:
+    """``slice_weights(wn, ...)[0].sum((0, -1))`` without the ``[S, ...]`` stack: the digit
+    sums of the quantized weights, in integers (the cost model's per-row conductance sums)."""
+    u = wn.abs() if encoding == "differential" else (wn + 1.0) * 0.5
+    if weight_bits is None:
+        return u.sum(-1)
+    mag_bits = weight_bits - 1 if encoding == "differential" else weight_bits
+    q_max = 2**mag_bits - 1
+    q = torch.round(u * q_max).to(torch.int64)
+    if slices == 1:
+        return q.sum(-1).to(wn.dtype) / q_max
+    b = math.ceil(mag_bits / slices)
+    if mag_bits <= 16:  # one lookup of each level's digit sum
+        levels = torch.arange(q_max + 1, device=q.device)
+        lut = sum((levels >> (b * k)) & (2**b - 1) for k in range(slices))
+        return lut[q].sum(-1).to(wn.dtype) / (2**b - 1)
+    total = torch.zeros(q.shape[:-1], dtype=torch.int64, device=q.device)
+    for k in range(slices):
+        total += ((q >> (b * k)) & (2**b - 1)).sum(-1)
+    return total.to(wn.dtype) / (2**b - 1)
+
+
 def _f64_bits(values: list[float]) -> Tensor:
     return torch.tensor(values, dtype=torch.float64).view(torch.int64)
 
@@ -426,10 +448,12 @@ class AnalogLayerBase(Periphery, nn.Module):
     def row_conductance_sums(self) -> Tensor:
         """Sum over each row's devices (all columns, pairs, slices) of the target G (µS) of
         the current weights: ``[groups, in_rows]``. Needs no programming (cost model)."""
-        dev = self.config.device
-        v, _, _ = self._normalized_tiles(self.weight.detach())  # [S, Gr, n_rt, R, N]
+        dev, g, m = self.config.device, self.geometry, self.config.mapping
+        wt = AF.to_tile_layout(self.weight_matrix(self.weight.detach()), g.row_block)
+        wn = wt / AF.weight_scales(wt, m.weight_scaling, g.weights_per_col_tile)
+        v_sum = _slice_sums(wn, m.encoding, m.weight_bits, m.slices)  # [Gr, n_rt, R]
         pairs = 2 if self._differential else 1
-        per_row = (pairs * float(dev.g_min) + self._g_norm * v).sum(dim=(0, 4))  # [Gr, n_rt, R]
+        per_row = pairs * float(dev.g_min) * m.slices * wn.shape[-1] + self._g_norm * v_sum
         return per_row.reshape(self.geometry.groups, -1)[:, : self.geometry.in_rows]
 
     def _apply(self, fn, *args, **kwargs):

@@ -237,3 +237,22 @@ def test_power_gating_keeps_idle_cores_from_leaking():
     s_leaky = estimate_cost(analog, x, leaky).total.energy_by_component_j["static"]
     s_gated = estimate_cost(analog, x, gated).total.energy_by_component_j["static"]
     assert 0 < s_gated < s_leaky
+
+
+@pytest.mark.parametrize(
+    "encoding,bits,slices",
+    [
+        ("offset", 8, 8),
+        ("differential", 9, 4),
+        ("differential", 8, 1),
+        ("offset", None, 1),
+        ("offset", 20, 4),
+    ],
+)
+def test_row_conductance_digit_sums_equal_the_sliced_devices(encoding, bits, slices):
+    import aimc.functional as AF
+    from aimc.nn.base import _slice_sums
+
+    wn = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    v, _ = AF.slice_weights(wn, encoding, bits, slices)
+    torch.testing.assert_close(_slice_sums(wn, encoding, bits, slices), v.sum((0, -1)))
