@@ -13,10 +13,15 @@ from typing import Any
 
 import device_models
 from aimc.config import ADCConfig, AnalogConfig, DACConfig, MappingConfig, TileConfig
+from device_models.registry import Registry
 
-__all__ = ["isaac", "hermes", "rram22", "sram22", "names"]
+PRESETS: Registry = Registry("preset")
+"""The presets by name (each is also a technology name)."""
+
+__all__ = ["isaac", "hermes", "rram22", "sram22", "names", "get", "PRESETS"]
 
 
+@PRESETS.register("isaac")
 def isaac(**overrides: Any) -> AnalogConfig:
     """ISAAC (Shafiee et al., ISCA 2016; technology ``"isaac"``).
 
@@ -38,6 +43,7 @@ def isaac(**overrides: Any) -> AnalogConfig:
     return _replace(cfg, overrides)
 
 
+@PRESETS.register("hermes")
 def hermes(**overrides: Any) -> AnalogConfig:
     """IBM HERMES (Le Gallo et al., Nature Electronics 2023; technology ``"hermes"``).
 
@@ -59,6 +65,7 @@ def hermes(**overrides: Any) -> AnalogConfig:
     return _replace(cfg, overrides)
 
 
+@PRESETS.register("rram22")
 def rram22(**overrides: Any) -> AnalogConfig:
     """DNN+NeuroSim V1.4's 22 nm RRAM configuration (its manual's Table VII RRAM row;
     technology ``"rram22"``).
@@ -83,6 +90,7 @@ def rram22(**overrides: Any) -> AnalogConfig:
     return _replace(cfg, overrides)
 
 
+@PRESETS.register("sram22")
 def sram22(**overrides: Any) -> AnalogConfig:
     """DNN+NeuroSim V1.4's 22 nm SRAM configuration (its manual's Table VII SRAM row;
     technology ``"sram22"``): the binary ``"sram"`` cell (no drift, exact reads), otherwise as
@@ -101,7 +109,12 @@ def sram22(**overrides: Any) -> AnalogConfig:
 
 def names() -> list[str]:
     """Names of the presets (each is also a technology name)."""
-    return ["hermes", "isaac", "rram22", "sram22"]
+    return PRESETS.names()
+
+
+def get(name: str, **overrides: Any) -> AnalogConfig:
+    """The preset ``name`` with field ``overrides``; ``KeyError`` lists the known names."""
+    return PRESETS.lookup(name)(**overrides)
 
 
 def _replace(cfg: AnalogConfig, overrides: dict[str, Any]) -> AnalogConfig:

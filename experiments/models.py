@@ -16,7 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["MLP", "LeNet5", "ResNet20", "VGG8", "build_model"]
+from device_models.registry import Registry
+
+__all__ = ["MLP", "LeNet5", "ResNet20", "VGG8", "build_model", "MODELS", "get_model", "model_names"]
+
+MODELS: Registry = Registry("model", case_sensitive=False)
+"""The model presets by name (``conf/model/<name>.yaml`` picks the same classes)."""
 
 
 def _shape_after(features: nn.Module, in_shape: Sequence[int]) -> torch.Size:
@@ -24,6 +29,7 @@ def _shape_after(features: nn.Module, in_shape: Sequence[int]) -> torch.Size:
         return features(torch.zeros(1, *in_shape)).shape[1:]
 
 
+@MODELS.register("mlp")
 class MLP(nn.Sequential):
     """Flatten, then fully connected layers with ReLU between them.
 
@@ -59,6 +65,7 @@ class MLP(nn.Sequential):
             self.add_module(name, layer)
 
 
+@MODELS.register("lenet5")
 class LeNet5(nn.Module):
     """LeNet-5 (LeCun et al., 1998): two 5x5 conv + max-pool stages, then 120-84-classes.
 
@@ -112,6 +119,7 @@ class _BasicBlock(nn.Module):
         return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
 
 
+@MODELS.register("resnet20")
 class ResNet20(nn.Module):
     """ResNet-20 for CIFAR (He et al., 2016): 3 stages of 3 basic blocks, ``width``-2w-4w channels.
 
@@ -151,6 +159,7 @@ class ResNet20(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+@MODELS.register("vgg8")
 class VGG8(nn.Module):
     """VGG-8: six 3x3 conv layers in three pooled pairs, then two fully connected layers.
 
@@ -219,3 +228,14 @@ def build_model(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model._target_ must build a torch.nn.Module, got {type(model).__name__}")
     return model
+
+
+def model_names() -> list[str]:
+    """Names of the registered model presets."""
+    return MODELS.names()
+
+
+def get_model(name: str, in_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
+    """The model preset ``name`` built for ``in_shape`` and ``num_classes`` (``KeyError`` lists
+    the known names and the closest one)."""
+    return build_model(MODELS.lookup(name), in_shape, num_classes, **kwargs)

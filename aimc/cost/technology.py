@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from device_models.registry import Registry
+
 __all__ = [
     "Technology",
     "register_technology",
@@ -310,21 +312,16 @@ class Technology:
 
 
 # ---------------------------------------------------------------------- registry
-_REGISTRY: dict[str, Callable[[], Technology]] = {}
+TECHNOLOGIES: Registry[Callable[[], Technology]] = Registry("technology", "technologies")
 
 
 def register_technology(
     name: str,
 ) -> Callable[[Callable[[], Technology]], Callable[[], Technology]]:
     """Register a zero-argument factory of a :class:`Technology` under ``name``."""
-
-    def deco(factory: Callable[[], Technology]) -> Callable[[], Technology]:
-        if name in _REGISTRY:
-            raise ValueError(f"technology {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    if name in TECHNOLOGIES:
+        raise ValueError(f"technology {name!r} is already registered")
+    return TECHNOLOGIES.register(name)
 
 
 def _ensure_presets() -> None:
@@ -334,7 +331,7 @@ def _ensure_presets() -> None:
 def technology_names() -> list[str]:
     """Names of the registered technologies, sorted."""
     _ensure_presets()
-    return sorted(_REGISTRY)
+    return TECHNOLOGIES.names()
 
 
 list_technologies = technology_names
@@ -347,11 +344,7 @@ def get_technology(name: str, **overrides: Any) -> Technology:
         KeyError: unknown name; the message lists the known names and the closest match.
     """
     _ensure_presets()
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown technology {name!r}; known: {sorted(_REGISTRY)}{hint}")
-    tech = _REGISTRY[name]()
+    tech = TECHNOLOGIES.lookup(name)()
     if overrides:
         unknown = sorted(set(overrides) - set(Technology.field_names()))
         if unknown:

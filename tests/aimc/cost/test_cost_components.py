@@ -256,3 +256,27 @@ def test_row_conductance_digit_sums_equal_the_sliced_devices(encoding, bits, sli
     wn = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 2 - 1
     v, _ = AF.slice_weights(wn, encoding, bits, slices)
     torch.testing.assert_close(_slice_sums(wn, encoding, bits, slices), v.sum((0, -1)))
+
+
+# ------------------------------------------------------------------ one registry helper
+def test_one_registry_for_devices_technologies_presets_and_models():
+    import device_models
+    from aimc.cost.technology import TECHNOLOGIES
+    from device_models.registry import DEVICES, Registry
+    from experiments.models import MODELS, get_model, model_names
+
+    for reg in (DEVICES, TECHNOLOGIES, aimc.presets.PRESETS, MODELS):
+        assert isinstance(reg, Registry)
+    assert "sram" in device_models.names() and "sram22" in aimc.presets.names()
+    assert {"vgg8", "lenet5"} <= set(model_names())
+    assert type(get_model("vgg8", (3, 32, 32), 10)).__name__ == "VGG8"
+    for lookup, typo, hint in (
+        (aimc.presets.get, "rram2", "rram22"),
+        (get_technology, "sram2", "sram22"),
+        (device_models.get, "sramm", "sram"),
+        (lambda n: get_model(n, (1, 28, 28), 10), "lenet", "lenet5"),
+    ):
+        with pytest.raises(KeyError, match=f"did you mean '{hint}'"):
+            lookup(typo)
+    with pytest.raises(ValueError, match="already registered"):
+        aimc.presets.PRESETS.register("isaac")(lambda: None)
