@@ -7,7 +7,7 @@ import copy
 import fnmatch
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Optional
 
 import torch
@@ -17,7 +17,7 @@ from torch.nn.utils import parametrize
 from aimc.config import AnalogConfig
 from aimc.mappings import get_default_analog_module_mapping
 from aimc.nn.attention import route_around_fast_path
-from aimc.nn.base import AnalogLayerBase, name_seed
+from aimc.nn.base import AnalogLayerBase, calibrate_layers, name_seed
 from aimc.nn.composite import AnalogContainer
 
 __all__ = [
@@ -401,39 +401,6 @@ def drift(model: nn.Module, t: float) -> nn.Module:
     return model
 
 
-@contextlib.contextmanager
-def _calibrating(layers: Sequence[AnalogLayerBase], mode: str):
-    states = [(layer, layer.training) for layer in layers]
-    try:
-        for layer in layers:
-            layer._calib = mode
-            layer._calib_stats = {}
-            layer.eval()
-        yield
-    finally:
-        for layer, training in states:
-            layer._calib = None
-            layer.train(training)
-
-
-@torch.no_grad()
-def calibrate_layers(layers: Sequence[AnalogLayerBase], run: Callable[[], object]) -> None:
-    """The two calibration passes of :func:`calibrate` over whatever ``run()`` feeds
-    ``layers`` (every call of a layer during ``run`` counts)."""
-    with _calibrating(layers, "dac"):
-        run()
-        for layer in layers:
-            if "dac" in layer._calib_stats:
-                layer.dac_range.fill_(max(layer._calib_stats["dac"], 1e-12))
-    with _calibrating(layers, "adc"):
-        run()
-        for layer in layers:
-            vals = [layer._calib_stats.get(f"adc{s}") for s in range(layer.geometry.slices)]
-            if all(v is not None for v in vals):
-                layer.adc_range.copy_(torch.tensor([max(v, 1e-12) for v in vals]))
-            layer._cache.clear()
-
-
 @torch.no_grad()
 def calibrate(model: nn.Module, batches: Iterable) -> nn.Module:
     """Set the DAC input ranges and ADC full scales of every analog layer from data.
@@ -483,14 +450,13 @@ def track_adc_saturation(model: nn.Module) -> Iterator[dict[str, float]]:
     """
     layers = list(analog_layers(model))
     for _, layer in layers:
-        layer._saturation = [0, 0]
+        layer.adc.enable_counter()
     rates: dict[str, float] = {}
     try:
         yield rates
     finally:
         for name, layer in layers:
-            saturated, total = layer._saturation
-            layer._saturation = None
+            saturated, total = layer.adc.disable_counter()
             if total:
                 rates[name] = saturated / total
 

@@ -25,6 +25,7 @@ __all__ = [
     "weight_scales",
     "slice_coefficients",
     "slice_weights",
+    "slice_sums",
     "tile_matmul",
     "randn_chunked",
     "percentile_abs",
@@ -142,6 +143,35 @@ def slice_weights(
     if q.requires_grad:  # straight-through: route d(value) to the top slice, scaled by its coef
         parts[-1] = parts[-1] + (q / q_max - (q / q_max).detach()) / coef[-1]
     return torch.stack(parts), coef
+
+
+def slice_sums(wn: Tensor, encoding: str, weight_bits: Optional[int], slices: int) -> Tensor:
+    """``slice_weights(wn, ...)[0].sum((0, -1))`` without the ``[S, ...]`` stack: the summed
+    device values of each row over slices and columns (integer digit sums when quantized).
+
+    Examples:
+        >>> wn = torch.tensor([[0.5, -1.0], [0.0, 0.25]])
+        >>> v, _ = slice_weights(wn, "differential", 5, 2)
+        >>> torch.equal(slice_sums(wn, "differential", 5, 2), v.sum((0, -1)))
+        True
+    """
+    u = wn.abs() if encoding == "differential" else (wn + 1.0) * 0.5
+    if weight_bits is None:
+        return u.sum(-1)
+    mag_bits = weight_bits - 1 if encoding == "differential" else weight_bits
+    q_max = 2**mag_bits - 1
+    q = torch.round(u * q_max).to(torch.int64)
+    if slices == 1:
+        return q.sum(-1).to(wn.dtype) / q_max
+    b = math.ceil(mag_bits / slices)
+    if mag_bits <= 16:  # one lookup of each level's digit sum
+        levels = torch.arange(q_max + 1, device=q.device)
+        lut = sum((levels >> (b * k)) & (2**b - 1) for k in range(slices))
+        return lut[q].sum(-1).to(wn.dtype) / (2**b - 1)
+    total = torch.zeros(q.shape[:-1], dtype=torch.int64, device=q.device)
+    for k in range(slices):
+        total += ((q >> (b * k)) & (2**b - 1)).sum(-1)
+    return total.to(wn.dtype) / (2**b - 1)
 
 
 def tile_matmul(x: Tensor, w: Tensor, add: Optional[Tensor] = None, alpha: float = 1.0) -> Tensor:

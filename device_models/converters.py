@@ -23,6 +23,7 @@ __all__ = [
     "ADCConfig",
     "quantize_dac",
     "adc_readout",
+    "adc_codes",
     "bit_planes",
     "round_ste",
 ]
@@ -178,6 +179,9 @@ def quantize_dac(x: Tensor, x_range: Tensor | float, levels: Optional[int], sign
         tensor([0.0000, 0.3333])
     """
     lo = -1.0 if signed else 0.0
+    if levels is not None and not (x.requires_grad or getattr(x_range, "requires_grad", False)):
+        # no gradient wanted: the same values, computed in place on one copy
+        return (x * (levels / x_range)).clamp_(lo * levels, levels).round_().div_(levels)
     xn = torch.clamp(x / x_range, lo, 1.0)
     if levels is None:
         return xn
@@ -210,8 +214,24 @@ def adc_readout(
     if levels is None:
         return current
     lsb = full_scale / levels
-    codes = torch.clamp(round_ste(current / lsb), -levels, levels)
-    return codes * lsb
+    return adc_codes(current / lsb, lsb, levels, in_lsb=True) * lsb
+
+
+def adc_codes(current: Tensor, lsb: Tensor | float, levels: int, in_lsb: bool = False) -> Tensor:
+    """The integer codes ``clamp(round(i / lsb), -levels, levels)`` of a signed ADC.
+
+    ``in_lsb``: ``current`` is already in LSB units. Gradients pass straight through inside the
+    range; without a gradient the codes are computed in place in ``current`` (a fresh tensor
+    the caller owns).
+
+    Examples:
+        >>> adc_codes(torch.tensor([0.24, 0.26, -3.0]), 0.5, levels=1)
+        tensor([ 0.,  1., -1.])
+    """
+    if current.requires_grad:
+        return torch.clamp(round_ste(current if in_lsb else current / lsb), -levels, levels)
+    current = current if in_lsb else current.div_(lsb)
+    return current.round_().clamp_(-levels, levels)
 
 
 def bit_planes(codes: Tensor, n_bits: int) -> Tensor:

@@ -1,10 +1,11 @@
-"""Shared sequencing of the analog layers: programming, drift, calibration and the forward.
+"""Shared sequencing of the analog layers: x → dac → crossbar → adc → accumulate → y.
 
-A layer owns its digital master weights (``weight``, ``bias``: real parameters) and, as buffers,
-the programmed device state of its tiles, the weight scales, the DAC/ADC ranges, the drift time
-and the seed. Subclasses only say how their input becomes tile rows (``_tiles_forward``) and how
-their weight becomes a ``[groups, rows, cols]`` matrix (``weight_matrix``). The converters,
-read-out and drift compensation live in :mod:`aimc.nn.periphery`; seeds in :mod:`aimc.nn.seeds`.
+A layer owns its digital master weights (``weight``, ``bias``: real parameters) and composes
+four stage modules (:mod:`aimc.tile`), each owning its state: ``dac`` (input range, observer),
+``crossbar`` (programmed device state, weight scales, read time, seed), ``adc`` (full scale,
+noise, observer, saturation counter) and ``accumulate`` (shift-add, row-tile sum, rescale).
+Subclasses only say how their input becomes tile rows (``_tiles_forward``) and how their weight
+becomes a ``[groups, rows, cols]`` matrix (``weight_matrix``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import math
-import zlib
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import torch
@@ -21,27 +21,37 @@ from torch import Tensor, nn
 
 from aimc import functional as AF
 from aimc.config import AnalogConfig
-from aimc.nn.periphery import Periphery
-from aimc.nn.seeds import N_RNG_CHUNKS, mix_seed, name_seed
+from aimc.tile.accumulate import Accumulate
+from aimc.tile.adc import ADC, IdentityADC
+from aimc.tile.compensation import drift_gain, reference_amplitude, reference_signs
+from aimc.tile.crossbar import Crossbar
+from aimc.tile.dac import DAC, IdentityDAC
 from aimc.tile.geometry import TileGeometry
-from aimc.training import init_training_state, perturb_train_tiles
+from aimc.tile.seeds import mix_seed, name_seed
 
-__all__ = ["AnalogLayerBase", "mix_seed", "name_seed"]
+__all__ = [
+    "AnalogLayerBase",
+    "calibrate_layers",
+    "deferred_programming",
+    "mix_seed",
+    "name_seed",
+]
 
 log = logging.getLogger(__name__)
 
 _DEFER_PROGRAM = contextvars.ContextVar("aimc_defer_program", default=False)
-# TileGeometry fields saved in the ``layout`` buffer: a state_dict must match them to load
-_LAYOUT_FIELDS = (
-    "rows",
-    "cols",
-    "slices",
-    "cols_per_weight",
-    "groups",
-    "in_rows",
-    "out_cols",
-    "row_block",
-)
+_STAGES = ("dac", "crossbar", "adc", "accumulate")
+# state_dict keys of the flat layout that predates the stage modules -> their stage keys
+_OLD_KEYS = {
+    "dac_range": "dac.range",
+    "dac_range_gain": "dac.range_gain",
+    "adc_range": "adc.full_scale",
+    "weight_scale": "crossbar.weight_scale",
+    "t_bits": "crossbar.t_bits",
+    "program_seed": "crossbar.seed",
+    "weight_fingerprint": "crossbar.fingerprint",
+    "layout": "crossbar.layout",
+}
 
 
 @contextlib.contextmanager
@@ -55,30 +65,36 @@ def deferred_programming():
         _DEFER_PROGRAM.reset(token)
 
 
-def _slice_sums(wn: Tensor, encoding: str, weight_bits: Optional[int], slices: int) -> Tensor:
-    """``slice_weights(wn, ...)[0].sum((0, -1))`` without the ``[S, ...]`` stack: the digit
-    sums of the quantized weights, in integers (the cost model's per-row conductance sums)."""
-    u = wn.abs() if encoding == "differential" else (wn + 1.0) * 0.5
-    if weight_bits is None:
-        return u.sum(-1)
-    mag_bits = weight_bits - 1 if encoding == "differential" else weight_bits
-    q_max = 2**mag_bits - 1
-    q = torch.round(u * q_max).to(torch.int64)
-    if slices == 1:
-        return q.sum(-1).to(wn.dtype) / q_max
-    b = math.ceil(mag_bits / slices)
-    if mag_bits <= 16:  # one lookup of each level's digit sum
-        levels = torch.arange(q_max + 1, device=q.device)
-        lut = sum((levels >> (b * k)) & (2**b - 1) for k in range(slices))
-        return lut[q].sum(-1).to(wn.dtype) / (2**b - 1)
-    total = torch.zeros(q.shape[:-1], dtype=torch.int64, device=q.device)
-    for k in range(slices):
-        total += ((q >> (b * k)) & (2**b - 1)).sum(-1)
-    return total.to(wn.dtype) / (2**b - 1)
+@contextlib.contextmanager
+def _observing(layers: Sequence[AnalogLayerBase], stage: str):
+    """Switch the observer of each layer's ``stage`` (``"dac"``/``"adc"``) on, in eval mode;
+    load what it saw into the stage's range when the block ends without an error."""
+    states = [(layer, layer.training) for layer in layers]
+    try:
+        for layer in layers:
+            getattr(layer, stage).enable_observer()
+            layer.eval()
+        yield
+        for layer in layers:
+            getattr(layer, stage).load_observed()
+    finally:
+        for layer, training in states:
+            getattr(layer, stage).disable_observer()
+            layer.train(training)
 
 
-def _f64_bits(values: list[float]) -> Tensor:
-    return torch.tensor(values, dtype=torch.float64).view(torch.int64)
+@torch.no_grad()
+def calibrate_layers(layers: Sequence[AnalogLayerBase], run: Callable[[], object]) -> None:
+    """The two calibration passes of ``aimc.calibrate`` over whatever ``run()`` feeds
+    ``layers`` (every call of a layer during ``run`` counts): the DAC observers record the
+    inputs of the digital op, then the ADC observers the partial sums (ideal ADC) with those
+    DAC ranges. Reads after it start afresh."""
+    with _observing(layers, "dac"):
+        run()
+    with _observing(layers, "adc"):
+        run()
+    for layer in layers:
+        layer.crossbar.forget_reads()
 
 
 @torch.no_grad()
@@ -88,11 +104,15 @@ def _copy_parameters(src: nn.Module, dst: nn.Module) -> None:
         dst.bias.copy_(src.bias)
 
 
-class AnalogLayerBase(Periphery, nn.Module):
-    """Base of ``AnalogLinear``, ``AnalogConv1d`` and ``AnalogConv2d`` (not used directly)."""
+class AnalogLayerBase(nn.Module):
+    """Base of the analog layers (not used directly)."""
 
     config: AnalogConfig
     geometry: TileGeometry
+    dac: DAC | IdentityDAC
+    crossbar: Crossbar
+    adc: ADC | IdentityADC
+    accumulate: Accumulate
 
     # ------------------------------------------------------------------ construction
     @staticmethod
@@ -104,35 +124,36 @@ class AnalogLayerBase(Periphery, nn.Module):
         return config
 
     def _init_analog(self, config: AnalogConfig, geometry: TileGeometry) -> None:
-        self.config = config
-        self.geometry = geometry
+        """Build the stages of ``config`` on ``geometry`` and program the current weights."""
+        self.config, self.geometry = config, geometry
+        kw = dict(device=self.weight.device, dtype=self.weight.dtype)
+        adc_needed = config.adc.bits is not None or config.adc.noise > 0
+        dac_needed = config.dac.bits is not None or adc_needed
+        learn = config.training.learn_input_range
+        self.dac = DAC(config.dac, learn_range=learn, **kw) if dac_needed else IdentityDAC()
+        self.crossbar = Crossbar(config, geometry, **kw)
+        per_row = 1.0 if self.crossbar.differential else 1.0 + self.crossbar.g_offset
+        if adc_needed:
+            self.adc = ADC(config.adc, geometry, max_row_current=per_row, **kw)
+        else:
+            self.adc = IdentityADC()
+        m = config.mapping
+        self.accumulate = Accumulate(m.encoding, m.weight_bits, m.slices, self.crossbar.g_offset)
         self.layer_name = type(self).__name__
-        dev, dt = self.weight.device, self.weight.dtype
-        g = geometry
-        self.register_buffer(
-            "weight_scale", torch.ones(g.groups, g.n_row_tiles, 1, g.out_cols, device=dev, dtype=dt)
-        )
-        self.register_buffer("dac_range", torch.zeros((), device=dev, dtype=dt))
-        self.register_buffer("adc_range", torch.zeros(g.slices, device=dev, dtype=dt))
-        self.register_buffer("t_bits", _f64_bits([0.0]).to(dev))
-        self.register_buffer(
-            "program_seed", torch.tensor([config.seed], dtype=torch.int64, device=dev)
-        )
-        self.register_buffer("weight_fingerprint", torch.zeros(3, dtype=torch.int64, device=dev))
-        layout = [getattr(g, name) for name in _LAYOUT_FIELDS]
-        self.register_buffer("layout", torch.tensor(layout, dtype=torch.int64, device=dev))
-        self._state_keys: tuple[str, ...] = ()
-        self._calib: Optional[str] = None  # None | "dac" | "adc" while aimc.calibrate runs
-        self._calib_stats: dict[str, float] = {}
-        self._programmed_at: Any = None
-        self._cache: dict[str, Any] = {}
-        self._gens: dict[str, Any] = {}
-        self._scalars: dict[Any, Any] = {}
-        self._saturation: Optional[list[int]] = None  # [saturated, all] ADC reads
-        self._train_compensation: Any = None  # drift factor of a train forward's device read
         if not _DEFER_PROGRAM.get():
             self.program()
-        init_training_state(self)  # e.g. the learned DAC range gain
+
+    @property
+    def layer_name(self) -> str:
+        """The layer's name in messages (its qualified name once converted)."""
+        return self.__dict__.get("_layer_name", type(self).__name__)
+
+    @layer_name.setter
+    def layer_name(self, name: str) -> None:
+        self.__dict__["_layer_name"] = name
+        for stage in _STAGES:
+            if stage in self._modules:
+                self._modules[stage].layer_name = name
 
     # ------------------------------------------------------------------ conversion
     _FLOAT_MODULE: type[nn.Module]
@@ -165,7 +186,7 @@ class AnalogLayerBase(Periphery, nn.Module):
         if program:
             layer.program(seed)
         elif seed is not None:
-            layer.program_seed.fill_(seed)
+            layer.crossbar.seed.fill_(seed)
         return layer
 
     @classmethod
@@ -186,7 +207,7 @@ class AnalogLayerBase(Periphery, nn.Module):
         """Alias of :meth:`to_digital` (the torch.ao name)."""
         return self.to_digital()
 
-    # ------------------------------------------------------------------ abstract parts
+    # ------------------------------------------------------------------ what subclasses say
     def weight_matrix(self, weight: Optional[Tensor] = None) -> Tensor:
         """The weight as ``[groups, in_rows, out_cols]`` (rows are inputs)."""
         raise NotImplementedError
@@ -194,12 +215,16 @@ class AnalogLayerBase(Periphery, nn.Module):
     def _digital_forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _check_input(self, x: Tensor) -> None:
+    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor) -> Tensor:
+        """Accumulated outputs of tiles ``w`` (weight scales ``scale``) for normalized row
+        drives ``xq`` (bit planes stacked on the batch axis), before the range rescale."""
         raise NotImplementedError
 
-    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor, pw: Optional[Tensor]) -> Tensor:
-        """Normalized outputs of tiles ``w`` (weight scales ``scale``) for normalized inputs
-        ``xq``; ``pw``: shift-add weights of bit-serial input planes, or ``None``."""
+    def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
+        """A per-column factor ``[groups, cols]`` shaped to broadcast against outputs ``y``."""
+        raise NotImplementedError
+
+    def _add_bias(self, y: Tensor) -> Tensor:
         raise NotImplementedError
 
     def mvm_count(self, x: Tensor) -> int:
@@ -210,82 +235,16 @@ class AnalogLayerBase(Periphery, nn.Module):
         """Per-MVM tile-row inputs ``[M, groups, in_rows]`` of normalized inputs ``xn``."""
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ small facts
+    # ------------------------------------------------------------------ programming and time
     @property
     def t_s(self) -> float:
         """Time since programming (s) at which the layer is read."""
-        return self._buffer_scalar("t_bits", lambda b: float(b.cpu().view(torch.float64)[0]))
-
-    def _buffer_scalar(self, name: str, read) -> float:
-        """``read(buffer)`` as a Python float, recomputed only when the buffer was replaced or
-        modified in place (its ``_version``): no device sync on every forward."""
-        buf = getattr(self, name)
-        key = (name, read.__code__, buf.data_ptr(), buf._version)
-        hit = self._scalars.get((name, read.__code__))
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        value = read(buf)
-        self._scalars[(name, read.__code__)] = (key, value)
-        return value
-
-    @property
-    def _dac_range_value(self) -> float:
-        return self._buffer_scalar("dac_range", lambda b: float(b))
-
-    @property
-    def _adc_range_min(self) -> float:
-        return self._buffer_scalar("adc_range", lambda b: float(b.min()))
+        return self.crossbar.t_s
 
     @property
     def programmed(self) -> bool:
-        return bool(self._state_keys)
+        return self.crossbar.programmed
 
-    @property
-    def _g_norm(self) -> float:
-        dev = self.config.device
-        return float(dev.g_max - dev.g_min)
-
-    @property
-    def _g_offset(self) -> float:
-        """``g_min / (g_max - g_min)``: the normalized current of an 'off' device."""
-        dev = self.config.device
-        return float(dev.g_min) / self._g_norm
-
-    @property
-    def _differential(self) -> bool:
-        return self.config.mapping.encoding == "differential"
-
-    def _generator(self, kind: str, index: int = 0) -> torch.Generator:
-        key = f"{kind}{index}"
-        dev = self.weight.device
-        gen = self._gens.get(key)
-        if gen is None or gen.device != dev:
-            gen = torch.Generator(device=dev)
-            gen.manual_seed(mix_seed(int(self.program_seed[0]), zlib.crc32(key.encode())))
-            self._gens[key] = gen
-        return gen
-
-    def __getstate__(self) -> dict[str, Any]:
-        # copies and pickles drop generators and caches: a copy restarts its random sequences
-        # from ``program_seed`` and recomputes its reads
-        state = self.__dict__.copy()
-        state["_gens"], state["_cache"], state["_scalars"] = {}, {}, {}
-        return state
-
-    def _read_generators(self) -> list[torch.Generator]:
-        return [self._generator("read", i) for i in range(N_RNG_CHUNKS)]
-
-    # ------------------------------------------------------------------ mapping and programming
-    def _normalized_tiles(self, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(v, sign, scale)``: sliced device values, weight sign and scales of ``weight``."""
-        g, m = self.geometry, self.config.mapping
-        wt = AF.to_tile_layout(self.weight_matrix(weight), g.row_block)
-        scale = AF.weight_scales(wt, m.weight_scaling, g.weights_per_col_tile)
-        wn = wt / scale
-        v, _ = AF.slice_weights(wn, m.encoding, m.weight_bits, m.slices)
-        return v, torch.sign(wn.detach()), scale
-
-    @torch.no_grad()
     def program(self, seed: Optional[int] = None) -> None:
         """Program the current weights onto the tiles (a new device draw), and read at t = 0.
 
@@ -293,152 +252,117 @@ class AnalogLayerBase(Periphery, nn.Module):
             seed: seed of this programming's draws (and of later read noise); default: the
                 layer's current seed.
         """
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"program seed must be an int >= 0, got {seed!r}")
-            self.program_seed.fill_(seed)
-        self._gens.clear()
         if not bool(torch.isfinite(self.weight).all()):
             raise ValueError(f"{self.layer_name}.weight contains NaN or inf; cannot program it")
-        dev = self.config.device
-        v, sign, scale = self._normalized_tiles(self.weight.detach())
-        gmin, dg = float(dev.g_min), self._g_norm
-        if self._differential:
-            targets = torch.stack([gmin + dg * v * (sign > 0), gmin + dg * v * (sign < 0)])
-        else:
-            targets = (gmin + dg * v).unsqueeze(0)
-        state = dev.program(targets, generator=self._generator("program"))
-        for key in self._state_keys:
-            if key not in state:
-                delattr(self, f"dev_{key}")
-        for key, value in state.items():
-            self.register_buffer(f"dev_{key}", value)
-        self._state_keys = tuple(state)
-        self.weight_scale.copy_(scale)
-        self.t_bits.copy_(_f64_bits([0.0]))
-        self._record_fingerprint()
-        self._cache.clear()
+        w = self.weight.detach()
+        self.crossbar.program(w, self.weight_matrix(w), seed)
 
-    def _fingerprint(self) -> Tensor:
-        w = self.weight.detach().double().flatten()
-        ramp = torch.linspace(-1.0, 1.0, w.numel(), dtype=torch.float64, device=w.device)
-        return torch.stack([w.sum(), (w * w).sum(), (w * ramp).sum()]).view(torch.int64)
+    def drift_to(self, t_s: float) -> None:
+        """Read the layer ``t_s`` seconds after programming from now on."""
+        self.crossbar.drift_to(t_s)
 
-    def _record_fingerprint(self) -> None:
-        self.weight_fingerprint.copy_(self._fingerprint())
-        self._programmed_at = (self.weight.data_ptr(), self.weight._version)
+    def device_state(self) -> dict[str, Tensor]:
+        """The programmed per-device state (``"g"``: conductances in µS, ...), tile layout
+        ``[pair, S, groups, row tiles, rows, cols]``."""
+        return self.crossbar.device_state()
 
     def _ensure_programmed(self) -> None:
-        at = (self.weight.data_ptr(), self.weight._version)
-        if self.programmed and at == self._programmed_at:
+        """Reprogram when the weights changed since programming (keeping the read time)."""
+        if self.crossbar.holds(self.weight):
             return
-        if self.programmed and torch.equal(self._fingerprint(), self.weight_fingerprint):
-            self._programmed_at = at
-            return
-        t = self.t_s
+        t = self.crossbar.t_s
         log.debug("%s: weights changed since programming; reprogramming", self.layer_name)
         self.program()
         if t:
             self.drift_to(t)
 
-    @torch.no_grad()
-    def drift_to(self, t_s: float) -> None:
-        """Read the layer ``t_s`` seconds after programming from now on."""
-        if isinstance(t_s, bool) or not isinstance(t_s, (int, float)):
-            raise TypeError(f"drift time t must be a number of seconds, got {t_s!r}")
-        if not math.isfinite(t_s) or t_s < 0:
-            raise ValueError(f"drift time t must be a finite number of seconds >= 0, got {t_s}")
-        self.t_bits.copy_(_f64_bits([float(t_s)]).to(self.t_bits.device))
-        self._cache.clear()
-
-    def device_state(self) -> dict[str, Tensor]:
-        """The programmed per-device state (``"g"``: conductances in µS, ...), tile layout
-        ``[pair, S, groups, row tiles, rows, cols]``."""
-        return {k: getattr(self, f"dev_{k}") for k in self._state_keys}
-
-    # ------------------------------------------------------------------ reading the tiles
-    def _read_mean_std(self, t: float) -> tuple[Tensor, Optional[Tensor]]:
-        key = ("mean", t)
-        if key not in self._cache:
-            dev, state = self.config.device, self.device_state()
-            g = dev.conductance(state, t)
-            std = dev.read_noise_std(state, t)
-            if self._differential:
-                mean = (g[0] - g[1]) / self._g_norm
-                if std is not None:
-                    std = std.expand_as(g)
-                    std = torch.sqrt(std[0] ** 2 + std[1] ** 2) / self._g_norm
-            else:
-                mean = g[0] / self._g_norm
-                if std is not None:
-                    std = std.expand_as(g)[0] / self._g_norm
-            if std is not None and not bool((std > 0).any()):
-                std = None
-            self._cache[key] = (mean.contiguous(), std)
-        return self._cache[key]
-
-    def _read_tiles(self, t: float) -> Tensor:
-        """One noisy read of the normalized tile weights at time ``t`` (per forward, or once per
-        drift time when ``config.read_noise == "drift"``)."""
-        mean, std = self._read_mean_std(t)
-        if std is None:
-            return mean
-        key = ("read", t)
-        if self.config.read_noise == "drift" and key in self._cache:
-            return self._cache[key]
-        w = AF.randn_chunked(
-            mean.shape, self._read_generators(), mean.device, mean.dtype, std=std, mean=mean
-        )
-        if self.config.read_noise == "drift":
-            self._cache[key] = w
-        return w
-
-    def _train_tiles(self) -> tuple[Tensor, Tensor]:
-        v, sign, scale = self._normalized_tiles(self.weight)
-        w = v * sign if self._differential else v + self._g_offset
-        return perturb_train_tiles(self, w), scale
-
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tensor:
         """Forward of a batched input (subclasses reshape other ranks around it)."""
-        hw_aware = self.config.training.hardware_aware
-        if self.training and not hw_aware and self._calib is None:
+        observing = self.dac.observing or self.adc.observing
+        if self.training and not self.config.training.hardware_aware and not observing:
             return self._digital_forward(x)
         # a sum is one cheap pass; only a non-finite sum needs the elementwise check
         if not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
             raise ValueError(f"{self.layer_name}: input contains NaN or inf")
-        if self._calib == "dac":
-            self._dac(x)
+        if self.dac.observing:  # calibration records input statistics of the digital op
+            self.dac.observe(x)
             return self._digital_forward(x)
         if self.training:
-            self._train_compensation = None
-            w, scale = self._train_tiles()
-            comp = self._train_compensation  # set by device weight noise that drifts
+            w, scale, comp = self.crossbar.train_read(self.weight_matrix())
         else:
             with torch.no_grad():
                 self._ensure_programmed()
-                t = self.t_s
-                w = self._read_tiles(t)
+                t = self.crossbar.t_s
+                w = self.crossbar.read(t)
                 comp = self._compensation(t)
-            scale = self.weight_scale
-        xq, r, pw = self._dac(x)
-        y = self._tiles_forward(xq, w, scale, pw)
-        if isinstance(r, Tensor) and r.dim() == 1:
-            r = r.view(-1, *([1] * (y.dim() - 1)))
+            scale = self.crossbar.weight_scale
+        drive = self.dac(x)
+        y = self._tiles_forward(drive.x, w, scale)
+        y = self.accumulate.planes(y, drive.plane_weights)
         if isinstance(comp, Tensor):
-            r = r * self._place_columns(comp, y)
-        elif comp is not None:
-            r = r * comp
-        y = y * r if y.requires_grad else y.mul_(r)
-        return self._add_bias(y)
+            comp = self._place_columns(comp, y)
+        return self._add_bias(self.accumulate.rescale(y, drive.range, comp))
 
-    def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
-        raise NotImplementedError
+    def _read_out(
+        self,
+        p: Tensor,
+        dims: dict[str, int],
+        scale: Tensor,
+        xsum: Optional[Tensor] = None,
+        *,
+        in_lsb: bool = False,
+        observed: bool = False,
+        out: Optional[Tensor] = None,
+    ) -> Tensor:
+        """Partial sums ``p`` through the ADC and the accumulation (see :class:`Accumulate`)."""
+        gens = self.crossbar.generators("adc")
+        kw = dict(in_lsb=in_lsb, observed=observed, defer_lsb=xsum is None)
+        q, lsb = self.adc(p, dims["s"], gens, **kw)
+        return self.accumulate(q, lsb, dims, scale, xsum, out)
 
-    def _add_bias(self, y: Tensor) -> Tensor:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ drift compensation
+    def _compensation(self, t: float) -> Optional[Tensor | float]:
+        """The drift-compensation gain at ``t`` (kept until reprogramming or a new range)."""
+        cfg = self.config
+        if not cfg.drift_compensation or not cfg.device.drifts or self.training:
+            return None
+        key = ("comp", t, self.adc.range_key)
+        return self.crossbar.cached(key, lambda: self._measure_drift_gain(t))
 
-    # ------------------------------------------------------------------ cost-model hooks
+    def _measure_drift_gain(self, t: float) -> Tensor | float:
+        xr = self._reference_inputs()
+        ref0, ref_t = self._reference_read(xr, 0.0), self._reference_read(xr, t)
+        return drift_gain(ref0, ref_t, self.config.drift_compensation_mode)
+
+    def _reference_inputs(self) -> Tensor:
+        g = self.geometry
+        signs = reference_signs(int(self.crossbar.seed[0]), g.groups, g.in_rows, self.weight)
+        if isinstance(self.adc, IdentityADC):
+            return signs
+        mean, _ = self.crossbar.read_mean_std(0.0)
+        peak = AF.tile_matmul(signs, mean).abs().amax().clamp_min(1e-12)
+        fs = self.adc.scale(mean, 0)
+        fs = fs if isinstance(fs, float) else float(fs.min())
+        return signs * reference_amplitude(float(peak), fs, self.config.dac.levels)
+
+    @torch.no_grad()
+    def _reference_read(self, xr: Tensor, t: float) -> Tensor:
+        """The read-out ``[groups, M, cols]`` of reference inputs ``xr`` at time ``t``."""
+        w = self.crossbar.read(t)
+        p = AF.tile_matmul(xr, w)
+        xsum = None
+        if not self.crossbar.differential:
+            xsum = AF.tile_matmul(xr, torch.ones_like(w[:1, ..., :1]))
+        dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
+        return self._read_out(p, dims, self.crossbar.weight_scale, xsum)
+
+    # ------------------------------------------------------------------ cost-model view
+    @torch.no_grad()
+    def normalized_input(self, x: Tensor) -> Tensor:
+        """The DAC's normalized, quantized input (values in ``[-1, 1]``), before bit planes."""
+        return self.dac.normalize(x)
+
     @torch.no_grad()
     def row_activity(self, x: Tensor) -> Tensor:
         """Sum over the MVMs of ``x`` of ``|normalized input|`` per row: ``[groups, in_rows]``."""
@@ -448,66 +372,28 @@ class AnalogLayerBase(Periphery, nn.Module):
     def row_conductance_sums(self) -> Tensor:
         """Sum over each row's devices (all columns, pairs, slices) of the target G (µS) of
         the current weights: ``[groups, in_rows]``. Needs no programming (cost model)."""
-        dev, g, m = self.config.device, self.geometry, self.config.mapping
-        wt = AF.to_tile_layout(self.weight_matrix(self.weight.detach()), g.row_block)
-        wn = wt / AF.weight_scales(wt, m.weight_scaling, g.weights_per_col_tile)
-        v_sum = _slice_sums(wn, m.encoding, m.weight_bits, m.slices)  # [Gr, n_rt, R]
-        pairs = 2 if self._differential else 1
-        per_row = pairs * float(dev.g_min) * m.slices * wn.shape[-1] + self._g_norm * v_sum
-        return per_row.reshape(self.geometry.groups, -1)[:, : self.geometry.in_rows]
-
-    def _apply(self, fn, *args, **kwargs):
-        # .to() / .double() / .cuda(): cached reads and generators live on the old device/dtype
-        out = super()._apply(fn, *args, **kwargs)
-        self._forget_derived()
-        return out
-
-    def _forget_derived(self) -> None:
-        """Drop what is derived from the buffers (reads, generators, cached scalars)."""
-        self._cache.clear()
-        self._gens.clear()
-        self._scalars.clear()
+        w = self.weight.detach()
+        return self.crossbar.row_conductance_sums(self.weight_matrix(w))
 
     # ------------------------------------------------------------------ state dict
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):
-        lay = state_dict.get(prefix + "layout")
-        if lay is not None and not torch.equal(lay.cpu(), self.layout.cpu()):
-            got = dict(zip(_LAYOUT_FIELDS, lay.tolist()))
-            want = dict(zip(_LAYOUT_FIELDS, self.layout.tolist()))
-            raise ValueError(
-                f"state_dict for {prefix.rstrip('.') or self.layer_name} comes from a different "
-                f"tile layout: it has {got}, this layer has {want}"
-            )
-        keys = tuple(
-            k[len(prefix) + 4 :]
-            for k in state_dict
-            if k.startswith(prefix + "dev_") and "." not in k[len(prefix) :]
-        )
-        if keys:
-            for key in self._state_keys:
-                if key not in keys:
-                    delattr(self, f"dev_{key}")
-            for key in keys:
-                src = state_dict[prefix + "dev_" + key]
-                cur = getattr(self, f"dev_{key}", None)
-                if cur is None or cur.shape != src.shape or cur.dtype != src.dtype:
-                    self.register_buffer(
-                        f"dev_{key}", torch.empty_like(src, device=self.weight.device)
-                    )
-            self._state_keys = keys
+        _rename_old_keys(state_dict, prefix, self)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        self._forget_derived()
-        self._programmed_at = None
 
-    def _analog_repr(self) -> str:
-        c = self.config
-        dac = "ideal" if c.dac.bits is None else f"{c.dac.bits}b"
-        adc = "ideal" if c.adc.bits is None else f"{c.adc.bits}b"
-        return (
-            f"tiles={self.geometry.grid}, tile={c.tile.rows}x{c.tile.cols}, "
-            f"device={c.device.describe()}, dac={dac}, adc={adc}"
-        )
+
+def _rename_old_keys(state_dict: dict[str, Any], prefix: str, layer: AnalogLayerBase) -> None:
+    """Rename, in place, the keys of a checkpoint saved before the stage modules
+    (``fc1.adc_range`` → ``fc1.adc.full_scale``, ``fc1.dev_g`` → ``fc1.crossbar.dev_g``, ...).
+    Keys of a stage the layer does not have (an ideal converter) held unused zeros: dropped."""
+    for key in [k for k in state_dict if k.startswith(prefix) and "." not in k[len(prefix) :]]:
+        name = key[len(prefix) :]
+        new = _OLD_KEYS.get(name) or ("crossbar." + name if name.startswith("dev_") else None)
+        if new is None:
+            continue
+        value = state_dict.pop(key)
+        if not isinstance(layer._modules[new.partition(".")[0]], (IdentityDAC, IdentityADC)):
+            state_dict[prefix + new] = value

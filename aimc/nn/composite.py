@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc.config import AnalogConfig
-from aimc.nn.base import AnalogLayerBase, deferred_programming, name_seed
+from aimc.nn.base import AnalogLayerBase, calibrate_layers, deferred_programming, name_seed
 from aimc.nn.linear import AnalogLinear
 
 __all__ = ["AnalogContainer"]
@@ -79,7 +79,7 @@ class AnalogContainer(nn.Module):
                 if torch_name != f"{name}.{attr}":
                     aliases.append((f"{name}.{attr}", torch_name))
                 setattr(tile, attr, param)
-            tile.program_seed.fill_(name_seed(cfg.seed, name))
+            tile.crossbar.seed.fill_(name_seed(cfg.seed, name))
             self._modules.pop(name, None)  # a replaced torch child: keep the tiles in order
             self.add_module(name, tile)
         self._alias_keys = tuple(aliases)
@@ -175,7 +175,7 @@ class AnalogContainer(nn.Module):
         if not self.training:
             return False
         tiles = [tile for _, tile in self.tile_layers()]
-        if any(t._calib is not None for t in tiles):
+        if any(t.observing for t in tiles):
             return False
         return not any(t.config.training.hardware_aware for t in tiles)
 
@@ -188,11 +188,9 @@ class AnalogContainer(nn.Module):
         (often the all-zero initial state). So the first forward of this layer calibrates
         all of its uncalibrated tile layers over every call, as :func:`aimc.calibrate` does.
         """
-        tiles = [tile for _, tile in self.tile_layers() if _uncalibrated(tile)]
+        tiles = [tile for _, tile in self.tile_layers() if tile.uncalibrated]
         if not tiles:
             return
-        from aimc.convert import calibrate_layers  # the model-level module imports this one
-
         with torch.no_grad():
             calibrate_layers(tiles, run)
         log.info("%s: converter ranges auto-calibrated on the first forward", self.layer_name)
@@ -203,13 +201,6 @@ class AnalogContainer(nn.Module):
         adc = "ideal" if c.adc.bits is None else f"{c.adc.bits}b"
         names = ", ".join(name for name, _ in self.tile_layers())
         return f"tile_layers=[{names}], device={c.device.describe()}, dac={dac}, adc={adc}"
-
-
-def _uncalibrated(tile: AnalogLayerBase) -> bool:
-    dac, adc = tile.config.dac, tile.config.adc
-    return (
-        dac.range_mode == "calibrated" and tile._dac_needs_range() and tile._dac_range_value <= 0
-    ) or (adc.range_mode == "calibrated" and tile._adc_needs_range() and tile._adc_range_min <= 0)
 
 
 @torch.no_grad()

@@ -109,13 +109,12 @@ class _AnalogConvNd(AnalogLayerBase):
     def _as_2d(self, x: Tensor) -> Tensor:
         return x.unsqueeze(2) if self._spatial == 1 else x
 
-    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor, pw: Optional[Tensor]):
+    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor) -> Tensor:
         g = self.geometry
         xpad, pad2 = self._pad_input(xq)
         x2 = self._as_2d(xpad)
         kh, kw = self._kernel2
         stride, dil = self._two(self.stride), self._two(self.dilation)
-        diff = self._differential
         if g.row_block % (kh * kw) == 0:  # whole channels per tile: one conv per row tile
             y = self._row_tile_convs(x2, w, scale, pad2, stride, dil)
         else:
@@ -126,14 +125,14 @@ class _AnalogConvNd(AnalogLayerBase):
             wo = (wd + 2 * pad2[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
             rows = cols.view(pb, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
             rows = rows.reshape(pb * length, g.groups, g.in_rows)
-            p, lsb_units = self._tile_read(rows, w)
-            xsum = None if diff else AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
+            p, in_lsb = self.adc.read(rows, w, self.crossbar.generators("adc"))
+            xsum = None
+            if not self.crossbar.differential:
+                xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
             dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
-            y = self._accumulate(p, dims, scale, xsum, lsb_units=lsb_units)
+            y = self._read_out(p, dims, scale, xsum, in_lsb=in_lsb)
             y = y.view(g.groups, pb, length, g.out_cols).permute(1, 0, 3, 2)
             y = y.reshape(pb, g.groups * g.out_cols, ho, wo)
-        if pw is not None:  # shift-add the bit-serial input cycles
-            y = (y.view(pw.numel(), -1, *y.shape[1:]) * pw.view(-1, 1, 1, 1, 1)).sum(0)
         return y.squeeze(2) if self._spatial == 1 else y
 
     def _row_tile_convs(self, x2: Tensor, w: Tensor, scale: Tensor, pad2, stride, dil) -> Tensor:
@@ -157,15 +156,15 @@ class _AnalogConvNd(AnalogLayerBase):
             out = F.conv2d(xr, wr, None, stride, pad2, dil, g.groups)
             ho, wo = out.shape[-2:]
             parts.append(out.view(pb, g.groups, 1, s, g.out_cols, ho * wo))
-            if not self._differential:
+            if not self.crossbar.differential:
                 ones = torch.ones(g.groups, c1 - c0, kh, kw, dtype=xr.dtype, device=xr.device)
                 xsum = F.conv2d(xr, ones, None, stride, pad2, dil, g.groups)
                 sums.append(xsum.view(pb, g.groups, 1, 1, 1, ho * wo))
-        self._calibrate_adc(parts, dims["s"])
+        self.adc.observe(parts, dims["s"])  # one full scale for all row tiles
         y = None
         for rt, p in enumerate(parts):
             xsum = sums[rt] if sums else None
-            y = self._accumulate(p, dims, scale[:, rt : rt + 1], xsum, calibrated=True, out=y)
+            y = self._read_out(p, dims, scale[:, rt : rt + 1], xsum, observed=True, out=y)
         return y.reshape(pb, g.groups * g.out_cols, ho, wo)
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
@@ -204,9 +203,6 @@ class _AnalogConvNd(AnalogLayerBase):
         for d in shape[-self._spatial :]:
             pixels *= d
         return batch * pixels
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._analog_repr()}"
 
     @staticmethod
     def _ctor_args(module: nn.Module) -> tuple:

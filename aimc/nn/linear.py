@@ -25,6 +25,8 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
     DAC, per-tile ADC, digital accumulation, drift compensation); train forwards are the plain
     digital op unless ``config.training.hardware_aware``.
 
+    The forward is ``accumulate(adc(crossbar(dac(x))))`` (see :class:`AnalogLayerBase`).
+
     Args:
         in_features: size of each input sample (tile rows).
         out_features: size of each output sample (weight columns).
@@ -100,17 +102,14 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         y = super().forward(x.reshape(-1, self.in_features))
         return y.reshape(*lead, self.out_features)
 
-    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor, pw: Optional[Tensor]):
+    def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor) -> Tensor:
         rows = xq.unsqueeze(1)  # [M, groups=1, in_features]
-        p, lsb_units = self._tile_read(rows, w)
+        p, in_lsb = self.adc.read(rows, w, self.crossbar.generators("adc"))
         xsum = None
-        if not self._differential:
+        if not self.crossbar.differential:
             xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
         dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
-        y = self._accumulate(p, dims, scale, xsum, lsb_units=lsb_units)[0]
-        if pw is not None:  # shift-add the bit-serial input cycles
-            y = (y.view(pw.numel(), -1, self.out_features) * pw.view(-1, 1, 1)).sum(0)
-        return y
+        return self._read_out(p, dims, scale, xsum, in_lsb=in_lsb)[0]
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         return comp.reshape(-1)
@@ -132,5 +131,5 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}, {self._analog_repr()}"
+            f"bias={self.bias is not None}"
         )

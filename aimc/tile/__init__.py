@@ -1,7 +1,35 @@
-"""Tile geometry: how a layer's weight matrix is cut into crossbar tiles."""
+"""The analog pipeline of a layer, one stage per module, in data-flow order.
+
+``x → DAC → Crossbar → ADC → Accumulate → y``: :mod:`~aimc.tile.dac` (input range, quantization,
+bit planes), :mod:`~aimc.tile.crossbar` (programmed devices, reads at time t, hardware-aware
+weight noise), :mod:`~aimc.tile.adc` (full scale, output noise, quantization, the fused noisy
+read), :mod:`~aimc.tile.accumulate` (shift-add, row-tile sums, rescale);
+:mod:`~aimc.tile.compensation` holds the drift-compensation rule and :mod:`~aimc.tile.geometry`
+the tile grid. ``IdentityDAC``/``IdentityADC`` stand in for converters that are off.
+"""
 
 from __future__ import annotations
 
+from aimc.tile.accumulate import Accumulate
+from aimc.tile.adc import ADC, IdentityADC, adc_digitize
+from aimc.tile.compensation import drift_gain
+from aimc.tile.crossbar import Crossbar, conductance_targets
+from aimc.tile.dac import DAC, Drive, IdentityDAC, dac_drive
 from aimc.tile.geometry import TileGeometry
+from aimc.tile.stage import Stage
 
-__all__ = ["TileGeometry"]
+__all__ = [
+    "TileGeometry",
+    "Stage",
+    "DAC",
+    "IdentityDAC",
+    "Drive",
+    "dac_drive",
+    "Crossbar",
+    "conductance_targets",
+    "ADC",
+    "IdentityADC",
+    "adc_digitize",
+    "Accumulate",
+    "drift_gain",
+]

@@ -78,7 +78,7 @@ def test_program_and_drift_all_layers():
     aimc.program(analog, seed=1)
     aimc.drift(analog, t=3600.0)
     assert all(layer.t_s == 3600.0 for _, layer in aimc.analog_layers(analog))
-    seeds = {int(layer.program_seed) for _, layer in aimc.analog_layers(analog)}
+    seeds = {int(layer.crossbar.seed) for _, layer in aimc.analog_layers(analog)}
     assert len(seeds) == 5  # each layer its own draw
 
 
@@ -87,10 +87,10 @@ def test_calibrate_sets_ranges():
     xs = [torch.randn(4, 1, 8, 8) for _ in range(3)]
     aimc.calibrate(analog, xs)
     first = analog.features[0]
-    assert float(first.dac_range) == pytest.approx(max(float(x.abs().max()) for x in xs))
+    assert float(first.dac.range) == pytest.approx(max(float(x.abs().max()) for x in xs))
     for _, layer in aimc.analog_layers(analog):
         if layer not in (analog.attn.in_proj, analog.attn.out_proj):  # never called
-            assert float(layer.adc_range.min()) > 0
+            assert float(layer.adc.full_scale.min()) > 0
 
 
 def test_bad_model_operations():
@@ -128,4 +128,4 @@ def test_track_adc_saturation():
     assert rates[0.1]["features.0"] > 0.0
     assert rates[1.0]["head"] < 0.05 < rates[0.1]["head"] <= 1.0
     assert "attn.out_proj" not in rates[1.0]  # never run, nothing counted
-    assert all(layer._saturation is None for _, layer in aimc.analog_layers(analog))
+    assert not any(layer.adc.counting for _, layer in aimc.analog_layers(analog))

@@ -14,8 +14,20 @@ from torch import nn
 import aimc
 import device_models
 from aimc.nn import AnalogConv2d, AnalogLinear
-from aimc.training import clip_weights, device_weight_noise, fine_tune, perturb_train_tiles
+from aimc.tile.crossbar import weight_fingerprint
+from aimc.training import clip_weights, fine_tune
 from device_models.converters import adc_readout, quantize_dac
+
+
+def perturb_train_tiles(layer, w):
+    """The tile weights a train forward computes with: ``w`` plus the configured noise."""
+    return layer.crossbar.weight_noise(w)[0]
+
+
+def device_weight_noise(layer, w, t_s, generator):
+    """One device draw of ``w`` read at ``t_s`` and drift-compensated, minus ``w``."""
+    w_read, factor = layer.crossbar.device_read(w, t_s, generator)
+    return (w_read if factor is None else w_read * factor) - w
 
 
 def _hwa(**kw) -> aimc.TrainingConfig:
@@ -212,8 +224,8 @@ def test_noise_is_a_detached_perturbation_gradcheck():
     w = torch.rand(1, 1, 1, 256, 3, dtype=torch.float64, requires_grad=True)
 
     def perturbed(w):
-        layer._gens.clear()
-        layer._train_draws = 0
+        layer.crossbar.forget()
+        layer.crossbar._train_draws = 0
         return perturb_train_tiles(layer, w)
 
     assert not torch.equal(perturbed(w), w)
@@ -343,7 +355,7 @@ def test_hardware_aware_layer_input_gradient_is_straight_through():
         training=_hwa(),
     )
     layer = AnalogLinear.from_digital(lin, cfg).train()
-    layer.dac_range.fill_(1.0)
+    layer.dac.range.fill_(1.0)
     x = (torch.randn(16, 40) * 0.8).requires_grad_()
     c = torch.randn(16, 6)
     (layer(x) * c).sum().backward()
@@ -362,29 +374,29 @@ def test_learned_input_range_is_a_parameter_that_opens_a_clipping_range():
     cfg = aimc.AnalogConfig(device="ideal", training=_hwa(learn_input_range=True))
     layer = AnalogLinear.from_digital(lin, cfg).train()
     names = [n for n, _ in layer.named_parameters()]
-    assert names == ["weight", "bias", "dac_range_gain"]
+    assert names == ["weight", "bias", "dac.range_gain"]
     x = torch.randn(256, 32)
-    layer.dac_range.fill_(0.3)  # far too small: most inputs clip
+    layer.dac.range.fill_(0.3)  # far too small: most inputs clip
     with torch.no_grad():
         target = lin(x)
-    opt = torch.optim.Adam([layer.dac_range_gain], lr=0.05)
+    opt = torch.optim.Adam([layer.dac.range_gain], lr=0.05)
     losses = []
     for _ in range(40):
         opt.zero_grad()
         loss = F.mse_loss(layer(x), target)
         loss.backward()
-        assert bool(torch.isfinite(layer.dac_range_gain.grad))
+        assert bool(torch.isfinite(layer.dac.range_gain.grad))
         opt.step()
         losses.append(float(loss.detach()))
-    assert float(layer.dac_range_gain.detach()) > 2.0
+    assert float(layer.dac.range_gain.detach()) > 2.0
     assert losses[-1] < 0.5 * losses[0]
     # the eval forward uses the learned range too, and it survives a state_dict round trip
     twin = AnalogLinear.from_digital(lin, cfg)
     twin.load_state_dict(layer.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(twin.eval()(x), layer.eval()(x))
-    assert float(aimc.training.input_range(twin).detach()) == pytest.approx(
-        0.3 * float(twin.dac_range_gain.detach())
+    assert float(twin.dac.full_scale(x)[0].detach()) == pytest.approx(
+        0.3 * float(twin.dac.range_gain.detach())
     )
 
 
@@ -416,7 +428,7 @@ def test_fine_tuned_model_is_programmed_and_read_with_its_trained_weights():
     with torch.no_grad():
         torch.testing.assert_close(analog.eval()(x), fresh.eval()(x), rtol=0, atol=0)
     for _, layer in aimc.analog_layers(analog):
-        assert torch.equal(layer._fingerprint(), layer.weight_fingerprint)
+        assert torch.equal(weight_fingerprint(layer.weight), layer.crossbar.fingerprint)
 
 
 def test_eval_after_training_reprograms_the_changed_weights():
@@ -425,12 +437,12 @@ def test_eval_after_training_reprograms_the_changed_weights():
     )
     analog = aimc.convert_to_analog(_mlp(), cfg)
     x, y = _data("mlp")
-    g_before = analog[0].dev_g.clone()
+    g_before = analog[0].crossbar.dev_g.clone()
     fine_tune(analog, [(x, y)], epochs=2, lr=0.05, optimizer="sgd")
     with torch.no_grad():
         analog.eval()(x)
-    assert not torch.equal(analog[0].dev_g, g_before)
-    assert torch.equal(analog[0]._fingerprint(), analog[0].weight_fingerprint)
+    assert not torch.equal(analog[0].crossbar.dev_g, g_before)
+    assert torch.equal(weight_fingerprint(analog[0].weight), analog[0].crossbar.fingerprint)
 
 
 def test_fine_tune_rejects_bad_arguments():
@@ -489,9 +501,9 @@ def test_device_noise_training_compensates_after_the_adc():
     )
     layer = AnalogLinear.from_digital(lin, cfg).train()
     x = torch.randn(256, 128)
-    w_tiles, _ = layer._train_tiles()
-    assert layer._train_compensation > 1.5  # PCM loses about half its conductance in a year
-    v, sign, _ = layer._normalized_tiles(layer.weight)
+    w_tiles, _, comp = layer.crossbar.train_read(layer.weight_matrix())
+    assert comp > 1.5  # PCM loses about half its conductance in a year
+    v, sign, _ = layer.crossbar.normalized_tiles(layer.weight_matrix())
     assert float(w_tiles.abs().sum()) < 0.75 * float((v * sign).abs().sum())
     with torch.no_grad():
         y, ref = layer(x) - lin.bias, lin(x) - lin.bias

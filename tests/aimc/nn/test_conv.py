@@ -70,13 +70,13 @@ def test_quantized_paths_agree(rows, alignment, lin_rows):
 
     layer = AnalogConv2d.from_digital(conv, cfg(rows, alignment)).eval()
     assert layer.geometry.row_block == lin_rows
-    layer.dac_range.fill_(3.0)
+    layer.dac.range.fill_(3.0)
     y = layer(x)
     lin = aimc.AnalogLinear(36, 5, config=cfg(lin_rows, "dense")).eval()
     with torch.no_grad():
         lin.weight.copy_(conv.weight.reshape(5, 36))
         lin.bias.copy_(conv.bias)
-    lin.dac_range.fill_(3.0)
+    lin.dac.range.fill_(3.0)
     cols = nn.functional.unfold(x, 3, padding=1).transpose(1, 2)  # [B, L, 36]
     y_lin = lin(cols).transpose(1, 2).reshape(2, 5, 6, 6)
     torch.testing.assert_close(y, y_lin)

@@ -91,8 +91,8 @@ def test_adc_error_within_bound(bits, rows):
     # "max" range never saturates: each row tile's partial sum is off by at most LSB/2, and it
     # is rescaled by that tile column's weight scale and the DAC range before the digital sum.
     lsb = min(rows, 50) / (2 ** (bits - 1) - 1)
-    x_range = float(layer.dac_range)
-    bound = (layer.weight_scale[0, :, 0, :] * lsb / 2 * x_range).sum(0)
+    x_range = float(layer.dac.range)
+    bound = (layer.crossbar.weight_scale[0, :, 0, :] * lsb / 2 * x_range).sum(0)
     assert bool((err <= bound * (1 + 1e-5) + 1e-6).all())
 
 
@@ -133,7 +133,7 @@ def test_dac_quantization_grid():
     layer = AnalogLinear.from_digital(lin, cfg).eval()
     x = torch.randn(5, 50)
     y = layer(x)
-    r = float(layer.dac_range)
+    r = float(layer.dac.range)
     xq = torch.round(torch.clamp(x / r, -1, 1) * 3) / 3 * r
     torch.testing.assert_close(y, lin(xq))
 
@@ -243,9 +243,9 @@ def test_seeded_determinism_and_new_draws():
     x = torch.randn(4, 50)
     a = AnalogLinear.from_digital(lin, cfg, seed=5).eval()
     b = AnalogLinear.from_digital(lin, cfg, seed=5).eval()
-    b.dac_range.copy_(a.dac_range.fill_(float(x.abs().max())))
+    b.dac.range.copy_(a.dac.range.fill_(float(x.abs().max())))
     a(x), b(x)  # calibrate ADCs alike
-    b.adc_range.copy_(a.adc_range)
+    b.adc.full_scale.copy_(a.adc.full_scale)
     a.program(5), b.program(5)
     torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
     b.program(6)
@@ -342,9 +342,10 @@ def test_fused_noise_read_equals_the_general_path(normal_sampler, config):
     fused, general, x = _noisy_pair(0.05, **config)
     with torch.no_grad():
         y_fused = fused(x)
-        p, lsb_units = fused._tile_read(x.unsqueeze(1), fused._read_tiles(fused.t_s))
+        w = fused.crossbar.read(fused.t_s)
+        p, lsb_units = fused.adc.read(x.unsqueeze(1), w, fused.crossbar.generators("adc"))
     slices = fused.geometry.slices
-    assert lsb_units and p.shape == (slices, 1, 5, 500, fused._read_tiles(fused.t_s).shape[-1])
+    assert lsb_units and p.shape == (slices, 1, 5, 500, w.shape[-1])
     y_general = general(x.clone().requires_grad_(True)).detach()
     off = (y_fused - y_general).abs() > 1e-5 * y_general.abs().max()
     assert float(off.float().mean()) < 1e-3

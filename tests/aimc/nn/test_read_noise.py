@@ -31,7 +31,7 @@ def test_pcm_read_noise_in_layer_outputs_matches_model():
     # row 1 of the only row tile; pair axis 0 holds G+ and G-
     mean_g = (g_t[0, 0, 0, 0, 1] - g_t[1, 0, 0, 0, 1]) / dev.g_max
     std_g = torch.sqrt(std[0, 0, 0, 0, 1] ** 2 + std[1, 0, 0, 0, 1] ** 2) / dev.g_max
-    scale = layer.weight_scale[0, 0, 0]
+    scale = layer.crossbar.weight_scale[0, 0, 0]
     z = (ys - mean_g * scale) / (std_g * scale)
     n = z.numel()
     # z ~ N(0, 1) per the model: its mean has standard error 1/sqrt(n) and its variance

@@ -1,0 +1,173 @@
+"""The DAC stage: inputs become normalized, quantized row drives (bit planes when bit-serial).
+
+``DAC`` owns the input full scale (the ``range`` buffer, in input units), its calibration
+observer and, with ``TrainingConfig.learn_input_range``, the learned gain ``range_gain``.
+``IdentityDAC`` stands in when the layer needs no input range at all (ideal DAC and ADC).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from aimc.functional import percentile_abs
+from aimc.tile.stage import Stage
+from device_models.converters import DACConfig, bit_planes, quantize_dac
+
+__all__ = ["DAC", "IdentityDAC", "Drive", "dac_drive"]
+
+log = logging.getLogger("aimc.tile")
+
+_MIN_GAIN = 0.01  # floor of the learned range gain (a range cannot shrink to zero)
+
+
+class Drive(NamedTuple):
+    """What the DAC hands the crossbar: normalized inputs ``x`` (bit planes flattened into the
+    batch when bit-serial), the full scale ``range`` (input units; one number, a scalar tensor,
+    or one per sample) and the shift-add weights of the planes (``None`` unless bit-serial)."""
+
+    x: Tensor
+    range: Tensor | float
+    plane_weights: Optional[Tensor]
+
+
+def dac_drive(x: Tensor, x_range: Tensor | float, config: DACConfig) -> Drive:
+    """Normalize ``x`` by ``x_range``, quantize it to ``config.bits`` and split it into bit
+    planes when ``config.bit_serial`` (straight-through gradients; in place without them)."""
+    if config.bits is None:
+        return Drive(x / x_range, x_range, None)
+    xq = quantize_dac(x, x_range, config.levels, config.signed)
+    if not config.bit_serial:
+        return Drive(xq, x_range, None)
+    codes = torch.round(xq.detach() * config.levels)
+    planes = bit_planes(codes, config.cycles)  # [P, B, ...]
+    if xq.requires_grad:  # straight-through: the gradient reaches xq via the top plane
+        top = 2.0 ** (config.cycles - 1) / config.levels
+        planes = planes.clone()
+        planes[-1] = planes[-1] + (xq - xq.detach()) / top
+    pw = [2.0**j / config.levels for j in range(config.cycles)]
+    pw = torch.tensor(pw, dtype=x.dtype, device=x.device)
+    return Drive(planes.flatten(0, 1), x_range, pw)
+
+
+class DAC(Stage):
+    """Input DAC of a layer's tile rows (:class:`~device_models.converters.DACConfig`).
+
+    Args:
+        config: bits, signedness, range mode, percentile, bit-serial streaming.
+        learn_range: add the learned range gain ``range_gain`` (a parameter, starting at 1).
+    """
+
+    def __init__(
+        self, config: DACConfig, *, learn_range: bool = False, device=None, dtype=None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("range", torch.zeros((), device=device, dtype=dtype))
+        gain = nn.Parameter(torch.ones((), device=device, dtype=dtype)) if learn_range else None
+        self.register_parameter("range_gain", gain)
+        self._observing = False
+        self._observed: Optional[float] = None
+
+    # -- calibration observer (torch.ao's enable_observer pattern)
+    @property
+    def observing(self) -> bool:
+        """Whether forwards record input statistics instead of converting."""
+        return self._observing
+
+    def enable_observer(self) -> None:
+        """Record the ``percentile`` of ``|x|`` of each forward (max over forwards)."""
+        self._observing, self._observed = True, None
+
+    def disable_observer(self) -> None:
+        self._observing = False
+
+    def load_observed(self) -> None:
+        """Set ``range`` to what the observer recorded (kept when it recorded nothing)."""
+        if self._observed is not None:
+            self.range.fill_(max(self._observed, 1e-12))
+
+    @property
+    def uncalibrated(self) -> bool:
+        """A calibrated range not set yet."""
+        return self.config.range_mode == "calibrated" and self.scalar("range", float) <= 0
+
+    def observe(self, x: Tensor) -> None:
+        if self.config.range_mode == "calibrated":
+            value = percentile_abs(x, self.config.percentile)
+            self._observed = value if self._observed is None else max(self._observed, value)
+
+    # -- the conversion
+    def full_scale(self, x: Tensor, auto_calibrate: bool = True):
+        """``(r, r_b)``: the full scale in input units and the same broadcastable against ``x``:
+        per sample (``"dynamic"``) or the calibrated range (times the learned gain). An
+        uncalibrated DAC takes its range from ``x`` when ``auto_calibrate``, else uses
+        ``max |x|`` for this call only."""
+        if self.config.range_mode == "dynamic":
+            r = x.detach().abs().flatten(1).amax(1) if x.dim() > 1 else x.detach().abs().amax()
+            r = torch.where(r > 0, r, torch.ones_like(r))
+            return r, (r.view(-1, *([1] * (x.dim() - 1))) if x.dim() > 1 else r)
+        if self.scalar("range", float) <= 0:
+            if not auto_calibrate:
+                r = x.detach().abs().amax().clamp_min(1e-30)
+                return r, r
+            self.range.fill_(max(percentile_abs(x, self.config.percentile), 1e-12))
+            log.info("%s: DAC range auto-calibrated on the first batch", self.layer_name)
+        if self.range_gain is None:  # a plain calibrated range: a cached Python float
+            r = self.scalar("range", float)
+        else:  # carries the range gradient (LSQ/PACT style)
+            r = self.range * self.range_gain.clamp_min(_MIN_GAIN)
+        return r, r
+
+    def forward(self, x: Tensor) -> Drive:
+        r, r_b = self.full_scale(x)
+        drive = dac_drive(x, r_b, self.config)
+        return drive._replace(range=r)
+
+    @torch.no_grad()
+    def normalize(self, x: Tensor) -> Tensor:
+        """The normalized, quantized input (values in ``[-1, 1]``) without bit planes and
+        without calibrating (the cost model's view of the row drives)."""
+        _, r_b = self.full_scale(x, auto_calibrate=False)
+        if self.config.bits is None:
+            return x / r_b
+        return quantize_dac(x, r_b, self.config.levels, self.config.signed)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        bits = "ideal" if c.bits is None else c.bits
+        serial = ", bit_serial=True" if c.bit_serial else ""
+        return f"bits={bits}, range_mode={c.range_mode}, signed={c.signed}{serial}"
+
+
+class IdentityDAC(Stage):
+    """No DAC: rows see the inputs as they are (an ideal DAC feeding an ideal ADC). While the
+    observer is on, the layer still runs its digital op, as with a real DAC."""
+
+    range_gain = None
+    uncalibrated = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observing = False
+
+    def enable_observer(self) -> None:
+        self.observing = True
+
+    def disable_observer(self) -> None:
+        self.observing = False
+
+    def load_observed(self) -> None:
+        pass
+
+    def observe(self, x: Tensor) -> None:
+        pass
+
+    def forward(self, x: Tensor) -> Drive:
+        return Drive(x, 1.0, None)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return x
