@@ -277,10 +277,14 @@ class AnalogLayerBase(nn.Module):
             self.drift_to(t)
 
     # ------------------------------------------------------------------ forward
+    @property
+    def observing(self) -> bool:
+        """Whether a converter's calibration observer is on (``aimc.calibrate`` is running)."""
+        return self.dac.observing or self.adc.observing
+
     def forward(self, x: Tensor) -> Tensor:
         """Forward of a batched input (subclasses reshape other ranks around it)."""
-        observing = self.dac.observing or self.adc.observing
-        if self.training and not self.config.training.hardware_aware and not observing:
+        if self.training and not self.config.training.hardware_aware and not self.observing:
             return self._digital_forward(x)
         # a sum is one cheap pass; only a non-finite sum needs the elementwise check
         if not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
