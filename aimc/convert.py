@@ -19,6 +19,7 @@ from aimc.mappings import get_default_analog_module_mapping
 from aimc.nn.attention import route_around_fast_path
 from aimc.nn.base import AnalogLayerBase, calibrate_layers, name_seed
 from aimc.nn.composite import AnalogContainer
+from aimc.nn.protocol import analog_layers
 
 __all__ = [
     "convert_to_analog",
@@ -31,13 +32,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def analog_layers(model: nn.Module) -> Iterator[tuple[str, AnalogLayerBase]]:
-    """``(qualified name, layer)`` of every analog layer of ``model``, in module order."""
-    for name, module in model.named_modules():
-        if isinstance(module, AnalogLayerBase):
-            yield name, module
 
 
 # digital modules that read their children's weights in functional calls (never calling the
@@ -376,14 +370,41 @@ def _convert(model, config, mapping, layer_configs, exclude, inplace, program) -
     return root
 
 
+_STAGE_SWITCHES = {
+    "dac": ("enable_observer", "disable_observer", "load_observed", "observing"),
+    "adc": ("enable_observer", "disable_observer", "load_observed", "observing"),
+}
+
+
+def _layers_for(helper: str, model: nn.Module, needs: Sequence[str]) -> list[tuple[str, nn.Module]]:
+    """The analog layers of ``model`` for ``helper``; a layer without ``needs`` (methods or
+    stage modules) raises, naming it, rather than being skipped."""
+    layers = list(analog_layers(model))
+    if not layers:
+        raise ValueError(f"{helper}: the model has no analog layers; call convert_to_analog first")
+    for name, layer in layers:
+        missing = [a for a in needs if not hasattr(layer, a)]
+        missing += [
+            f"{stage}.{m}"
+            for stage in needs
+            if stage in _STAGE_SWITCHES and hasattr(layer, stage)
+            for m in _STAGE_SWITCHES[stage]
+            if not hasattr(getattr(layer, stage), m)
+        ]
+        if missing:
+            raise TypeError(
+                f"{helper}: analog layer {name or '<root>'!r} ({type(layer).__name__}) has no "
+                f"{', '.join(missing)}; subclass aimc.nn.AnalogLayerBase to get them"
+            )
+    return layers
+
+
 def program(model: nn.Module, seed: Optional[int] = None) -> nn.Module:
     """Program every analog layer: a new device draw (from ``seed`` and the layer's name); t = 0.
 
     ``seed=None`` reprograms each layer with the seed it has.
     """
-    layers = list(analog_layers(model))
-    if not layers:
-        raise ValueError("program: the model has no analog layers; call convert_to_analog first")
+    layers = _layers_for("program", model, ("program",))
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"program: seed must be an int >= 0, got {seed!r}")
     for name, layer in layers:
@@ -393,9 +414,7 @@ def program(model: nn.Module, seed: Optional[int] = None) -> nn.Module:
 
 def drift(model: nn.Module, t: float) -> nn.Module:
     """Read every analog layer ``t`` seconds after programming from now on."""
-    layers = list(analog_layers(model))
-    if not layers:
-        raise ValueError("drift: the model has no analog layers; call convert_to_analog first")
+    layers = _layers_for("drift", model, ("drift_to",))
     for _, layer in layers:
         layer.drift_to(t)
     return model
@@ -411,9 +430,7 @@ def calibrate(model: nn.Module, batches: Iterable) -> nn.Module:
     partial sums (``ADCConfig.percentile`` of ``|I|``, ideal ADC). Each range is the largest
     per-batch percentile. Layers in ``"dynamic"``/``"max"`` range modes keep those modes.
     """
-    layers = [layer for _, layer in analog_layers(model)]
-    if not layers:
-        raise ValueError("calibrate: the model has no analog layers")
+    layers = [layer for _, layer in _layers_for("calibrate", model, ("dac", "adc"))]
     batches = list(batches)
     if not batches:
         raise ValueError("calibrate: batches is empty; pass at least one input batch")
@@ -448,7 +465,13 @@ def track_adc_saturation(model: nn.Module) -> Iterator[dict[str, float]]:
         >>> 0.0 <= rates[""] <= 1.0
         True
     """
-    layers = list(analog_layers(model))
+    layers = [(n, m) for n, m in analog_layers(model)]
+    for name, layer in layers:
+        if not hasattr(getattr(layer, "adc", None), "enable_counter"):
+            raise TypeError(
+                f"track_adc_saturation: analog layer {name or '<root>'!r} "
+                f"({type(layer).__name__}) has no adc stage with a saturation counter"
+            )
     for _, layer in layers:
         layer.adc.enable_counter()
     rates: dict[str, float] = {}

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from aimc.cost.counts import Counts
-from aimc.cost.mapper import iter_analog_layers
 from aimc.cost.technology import Technology
+from aimc.nn.protocol import analog_layers as iter_analog_layers
 
 __all__ = ["Recorder", "Entry", "eval_mode", "tensors", "first_tensor", "count_mvms"]
 

@@ -10,13 +10,13 @@ which layers do not fit on the first one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from torch import nn
 
 from aimc.cost.technology import Technology, resolve_technology
+from aimc.nn.protocol import analog_layers
 
 __all__ = [
     "LayerMapping",
@@ -27,23 +27,7 @@ __all__ = [
     "MAX_BALANCED_REPLICATION",
 ]
 
-_INTERFACE = ("geometry", "config", "mvm_count", "row_activity", "row_conductance_sums")
-
-
-def _is_analog(module: nn.Module) -> bool:
-    return all(hasattr(module, attr) for attr in _INTERFACE)
-
-
-def iter_analog_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """``(name, layer)`` of every analog layer (any module with the cost interface: ``geometry``,
-    ``config``, ``mvm_count``, ``row_activity``, ``row_conductance_sums``), in module order."""
-    skip: list[str] = []
-    for name, module in model.named_modules():
-        if any(name.startswith(prefix) for prefix in skip):
-            continue
-        if _is_analog(module):
-            skip.append(name + "." if name else "")
-            yield name, module
+iter_analog_layers = analog_layers  # the cost model finds layers as the conversion helpers do
 
 
 @dataclass(frozen=True)

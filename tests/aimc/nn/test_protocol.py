@@ -1,0 +1,69 @@
+"""One ``AnalogLayer`` protocol: the cost model and the conversion helpers find the same layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import aimc
+from aimc.nn.protocol import AnalogLayer, analog_layers
+from aimc.tile import TileGeometry
+
+
+class CostOnlyLayer(nn.Module):
+    """A custom layer with the cost interface but no programming or converter stages."""
+
+    def __init__(self, n: int = 8):
+        super().__init__()
+        self.config = aimc.AnalogConfig(device="ideal")
+        self.geometry = TileGeometry(
+            groups=1, in_rows=n, out_cols=n, rows=16, cols=16, slices=1, cols_per_weight=2
+        )
+        self.lin = nn.Linear(n, n)
+
+    def forward(self, x):
+        return self.lin(x)
+
+    def mvm_count(self, x) -> int:
+        return x.numel() // self.geometry.in_rows
+
+    def row_activity(self, x):
+        return x.abs().sum(0, keepdim=True)
+
+    def row_conductance_sums(self):
+        return torch.ones(1, self.geometry.in_rows)
+
+
+def test_analog_layers_and_the_cost_mapper_find_the_same_layers():
+    model = nn.Sequential(
+        aimc.convert_to_analog(nn.Linear(8, 8), aimc.AnalogConfig(device="ideal")),
+        CostOnlyLayer(),
+    )
+    found = [name for name, _ in analog_layers(model)]
+    assert found == ["0", "1"] and [n for n, _ in aimc.analog_layers(model)] == found
+    assert [layer.name for layer in aimc.map_model(model).layers] == found
+    assert isinstance(model[0], AnalogLayer) and not isinstance(nn.Linear(2, 2), AnalogLayer)
+    assert "1.lin" not in found  # the modules inside an analog layer belong to it
+
+
+@pytest.mark.parametrize(
+    "helper",
+    [
+        lambda m: aimc.program(m, seed=1),
+        lambda m: aimc.drift(m, 10.0),
+        lambda m: aimc.calibrate(m, [torch.randn(2, 8)]),
+    ],
+    ids=["program", "drift", "calibrate"],
+)
+def test_helpers_refuse_a_layer_they_cannot_serve_naming_it(helper):
+    model = nn.Sequential(aimc.convert_to_analog(nn.Linear(8, 8)), CostOnlyLayer())
+    with pytest.raises(TypeError, match=r"'1' \(CostOnlyLayer\) has no"):
+        helper(model)
+
+
+def test_saturation_tracking_refuses_a_layer_without_an_adc_stage():
+    model = nn.Sequential(CostOnlyLayer())
+    with pytest.raises(TypeError, match="'0' .* no adc stage"):
+        with aimc.track_adc_saturation(model):
+            pass
