@@ -327,7 +327,8 @@ def _convert(model, config, mapping, layer_configs, exclude, inplace, program) -
             return module
         target = found[1]
         cfg = config_for(name)
-        new = target.from_digital(module, cfg, seed=name_seed(cfg.seed, name), program=program)
+        seed = name_seed(cfg.seed, name)
+        new = target.from_digital(module, cfg, seed=seed, program=program)
         new.layer_name = name or type(new).__name__
         new.train(module.training)
         _share_tensors(module, new)

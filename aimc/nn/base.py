@@ -282,6 +282,12 @@ class AnalogLayerBase(nn.Module):
         """Whether a converter's calibration observer is on (``aimc.calibrate`` is running)."""
         return self.dac.observing or self.adc.observing
 
+    @property
+    def uncalibrated(self) -> bool:
+        """Whether a calibrated-range converter has no range yet (set by ``aimc.calibrate``,
+        else from the first batch)."""
+        return self.dac.uncalibrated or self.adc.uncalibrated
+
     def forward(self, x: Tensor) -> Tensor:
         """Forward of a batched input (subclasses reshape other ranks around it)."""
         if self.training and not self.config.training.hardware_aware and not self.observing:

@@ -116,7 +116,7 @@ def test_hidden_projection_runs_every_step_input_projection_once():
     lstm(x)
     assert rows == {"ih": [21], "hh": [3] * 6}  # no read of the all-zero first state
     # ... so the all-zero state does not set the hidden tile layer's DAC range
-    assert float(lstm.hh_l0.dac_range) > 0.01
+    assert float(lstm.hh_l0.dac.range) > 0.01
 
 
 def test_training_forward_is_torchs_and_hardware_aware_training_reaches_weights():
@@ -207,7 +207,7 @@ def test_first_forward_calibrates_over_every_time_step_as_calibrate_does():
     model.add_module("lstm", AnalogLSTM.from_digital(digital, cfg))
     aimc.calibrate(model, [x])
     for (name, a), (_, b) in zip(auto.tile_layers(), model.lstm.tile_layers()):
-        assert float(a.dac_range) == float(b.dac_range) > 0, name
-        torch.testing.assert_close(a.adc_range, b.adc_range, rtol=0, atol=0)
+        assert float(a.dac.range) == float(b.dac.range) > 0, name
+        torch.testing.assert_close(a.adc.full_scale, b.adc.full_scale, rtol=0, atol=0)
     with torch.no_grad():  # 6-bit converters on ranges from the whole sequence: close to torch
         assert (auto(x)[0] - digital(x)[0]).abs().max() < 0.1
