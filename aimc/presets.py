@@ -65,6 +65,21 @@ def hermes(**overrides: Any) -> AnalogConfig:
     return _replace(cfg, overrides)
 
 
+def _neurosim22(device: Any, overrides: dict[str, Any]) -> AnalogConfig:
+    """NeuroSim V1.4's 22 nm macro around ``device``: 128x128 arrays with 32 rows read in
+    parallel, 8 one-bit cells per 8-bit weight (offset encoding, kernels filling rows densely),
+    8-bit unsigned bit-serial inputs, a 5-bit multi-level sense-amp ADC."""
+    cfg = AnalogConfig(
+        device=device,
+        tile=TileConfig(rows=128, cols=128, parallel_rows=32),
+        dac=DACConfig(bits=8, signed=False, bit_serial=True),
+        adc=ADCConfig(bits=5),
+        mapping=MappingConfig(encoding="offset", weight_bits=8, slices=8, conv_alignment="dense"),
+        drift_compensation=False,
+    )
+    return _replace(cfg, overrides)
+
+
 @PRESETS.register("rram22")
 def rram22(**overrides: Any) -> AnalogConfig:
     """DNN+NeuroSim V1.4's 22 nm RRAM configuration (its manual's Table VII RRAM row;
@@ -79,15 +94,7 @@ def rram22(**overrides: Any) -> AnalogConfig:
     ``overrides`` replace fields, e.g. ``rram22(adc=ADCConfig(bits=4))``.
     """
     g_max = 1e6 / 100e3
-    cfg = AnalogConfig(
-        device=device_models.get("rram", g_max=g_max, g_min=g_max / 17),
-        tile=TileConfig(rows=128, cols=128, parallel_rows=32),
-        dac=DACConfig(bits=8, signed=False, bit_serial=True),
-        adc=ADCConfig(bits=5),
-        mapping=MappingConfig(encoding="offset", weight_bits=8, slices=8, conv_alignment="dense"),
-        drift_compensation=False,
-    )
-    return _replace(cfg, overrides)
+    return _neurosim22(device_models.get("rram", g_max=g_max, g_min=g_max / 17), overrides)
 
 
 @PRESETS.register("sram22")
@@ -96,15 +103,7 @@ def sram22(**overrides: Any) -> AnalogConfig:
     technology ``"sram22"``): the binary ``"sram"`` cell (no drift, exact reads), otherwise as
     :func:`rram22`: 128x128 arrays, 32 parallel rows, 8 one-bit cells per 8-bit weight, 8-bit
     bit-serial inputs, a 5-bit multi-level sense-amp ADC shared by 8 columns."""
-    cfg = AnalogConfig(
-        device=device_models.get("sram"),
-        tile=TileConfig(rows=128, cols=128, parallel_rows=32),
-        dac=DACConfig(bits=8, signed=False, bit_serial=True),
-        adc=ADCConfig(bits=5),
-        mapping=MappingConfig(encoding="offset", weight_bits=8, slices=8, conv_alignment="dense"),
-        drift_compensation=False,
-    )
-    return _replace(cfg, overrides)
+    return _neurosim22(device_models.get("sram"), overrides)
 
 
 def names() -> list[str]:

@@ -21,9 +21,9 @@ import os
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from experiments.config import ConfigError, Experiment, build
+from experiments.config import ConfigError, Experiment
 from experiments.pipeline import cost_report
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,11 @@ def write_cost_report(experiment: Experiment, output_dir: str) -> dict:
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Print and write the cost report; returns the energy of one inference (J)."""
-    hc = HydraConfig.get()
-    choices = {
-        k: v
-        for k, v in OmegaConf.to_container(hc.runtime.choices).items()
-        if not k.startswith("hydra") and v is not None
-    }
+    from experiments.run import build_from_hydra
+
     try:
-        experiment = build(cfg, choices=choices, overrides=list(hc.overrides.task))
-        summary = write_cost_report(experiment, hc.runtime.output_dir)
+        experiment = build_from_hydra(cfg)
+        summary = write_cost_report(experiment, HydraConfig.get().runtime.output_dir)
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     return float(summary["energy_j"])

@@ -28,18 +28,24 @@ from experiments.pipeline import run
 log = logging.getLogger(__name__)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
-    """Run one experiment; returns the mean analog accuracy at the last drift time (for
-    sweepers that optimize it)."""
+def build_from_hydra(cfg: DictConfig):
+    """The typed experiment of a Hydra-composed ``cfg`` with the run's choices and overrides."""
     hc = HydraConfig.get()
     choices = {
         k: v
         for k, v in OmegaConf.to_container(hc.runtime.choices).items()
         if not k.startswith("hydra") and v is not None
     }
+    return build(cfg, choices=choices, overrides=list(hc.overrides.task))
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    """Run one experiment; returns the mean analog accuracy at the last drift time (for
+    sweepers that optimize it)."""
+    hc = HydraConfig.get()
     try:
-        experiment = build(cfg, choices=choices, overrides=list(hc.overrides.task))
+        experiment = build_from_hydra(cfg)
         if experiment.eval.cost_only:  # the cost report only: no data, training or accuracy
             from experiments.cost import write_cost_report
 

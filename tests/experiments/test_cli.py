@@ -141,3 +141,33 @@ def test_joblib_launcher_runs_jobs_in_parallel(tmp_path):
         json.load(open(sweep / j / "results.json"))["digital_source"] for j in ("0", "1")
     )
     assert sources == ["cache", "trained"]  # the cache lock made one job wait for the other
+
+
+@pytest.mark.parametrize("entry", ["experiments.cost", "experiments.run"])
+def test_cost_only_runs_need_no_dataset_files(tmp_path, entry):
+    args = ["experiment=rram22", "model=lenet5", "dataset=cifar10", "eval.replication=balanced"]
+    if entry == "experiments.run":
+        args.append("eval.cost_only=true")
+    env = dict(os.environ, HYDRA_FULL_ERROR="0", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            entry,
+            *args,
+            f"paths.root_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (tmp_path / "data").exists()  # no CIFAR-10 download or read
+    with open(tmp_path / "run" / "cost.json") as f:
+        cost = json.load(f)
+    assert cost["summary"]["energy_j"] > 0 and cost["report"]["boundary"] == "chip"
+    assert "cost on rram22" in (tmp_path / "run" / "cost.txt").read_text()
+    assert "cost on rram22" in proc.stdout
