@@ -54,8 +54,9 @@ def from_tile_layout(wt: Tensor, in_rows: int) -> Tensor:
     return wt.reshape(gr, n_rt * r, n)[:, :in_rows]
 
 
-def weight_scales(wt: Tensor, mode: str, weights_per_col_tile: int) -> Tensor:
-    """Max ``|w|`` of each scaling group, shaped ``[Gr, n_rt, 1, N]`` (all-zero groups give 1).
+def weight_scales(wt: Tensor, mode: str, weights_per_col_tile: int, zero: float = 1.0) -> Tensor:
+    """Max ``|w|`` of each scaling group, shaped ``[Gr, n_rt, 1, N]`` (all-zero groups give
+    ``zero``).
 
     ``mode`` is ``"layer"``, ``"tile"`` (blocks of ``R × weights_per_col_tile``) or ``"column"``.
 
@@ -80,7 +81,7 @@ def weight_scales(wt: Tensor, mode: str, weights_per_col_tile: int) -> Tensor:
         s = blocks.repeat_interleave(weights_per_col_tile, dim=2)[..., :n].unsqueeze(2)
     else:
         raise ValueError(f"weight_scaling must be 'layer', 'tile' or 'column', got {mode!r}")
-    return torch.where(s > 0, s, torch.ones_like(s)).contiguous()
+    return torch.where(s > 0, s, torch.full_like(s, zero)).contiguous()
 
 
 def slice_coefficients(

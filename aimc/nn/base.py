@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -77,6 +78,7 @@ def _observing(layers: Sequence[AnalogLayerBase], stage: str):
         yield
         for layer in layers:
             getattr(layer, stage).load_observed()
+            layer._mark_calibrated()
     finally:
         for layer, training in states:
             getattr(layer, stage).disable_observer()
@@ -267,7 +269,8 @@ class AnalogLayerBase(nn.Module):
         return self.crossbar.device_state()
 
     def _ensure_programmed(self) -> None:
-        """Reprogram when the weights changed since programming (keeping the read time)."""
+        """Reprogram when the weights changed since programming (keeping the read time), and
+        warn once when converter ranges calibrated for other weights are now stale."""
         if self.crossbar.holds(self.weight):
             return
         t = self.crossbar.t_s
@@ -275,6 +278,42 @@ class AnalogLayerBase(nn.Module):
         self.program()
         if t:
             self.drift_to(t)
+        self._check_ranges()
+
+    # ------------------------------------------------------------------ range bookkeeping
+    def _weight_dependent_ranges(self) -> list[str]:
+        """The converter ranges that were set from data (they follow the weights)."""
+        out = []
+        if getattr(self.dac, "config", None) is not None and self.dac.config.range_mode == (
+            "calibrated"
+        ):
+            if self.dac.scalar("range", float) > 0:
+                out.append("DAC input range")
+        adc_cfg = getattr(self.adc, "config", None)
+        if adc_cfg is not None and adc_cfg.range_mode == "calibrated":
+            if self.adc.scalar("full_scale", lambda b: float(b.min())) > 0:
+                out.append("ADC full scale")
+        return out
+
+    def _mark_calibrated(self) -> None:
+        """The ranges now belong to the weights on the tiles."""
+        self.__dict__["_ranges_for"] = self.crossbar.fingerprint.clone()
+
+    def _check_ranges(self) -> None:
+        held = self.__dict__.get("_ranges_for")
+        if held is None or torch.equal(held, self.crossbar.fingerprint):
+            return
+        ranges = self._weight_dependent_ranges()
+        if ranges:
+            warnings.warn(
+                f"{self.layer_name}: the weights changed since aimc.calibrate set its "
+                f"{' and '.join(ranges)}; they were set for the old weights (stale, outputs "
+                "may clip or lose resolution). Call aimc.calibrate(model, batches) again after "
+                "changing the weights",
+                UserWarning,
+                stacklevel=4,
+            )
+        self._mark_calibrated()  # warned once for this change
 
     # ------------------------------------------------------------------ forward
     @property
@@ -290,6 +329,13 @@ class AnalogLayerBase(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Forward of a batched input (subclasses reshape other ranks around it)."""
+        if torch.jit.is_tracing():
+            raise RuntimeError(
+                f"{self.layer_name}: torch.jit cannot record an analog layer (its forward keeps "
+                "Python-side state: the programmed reads, converter ranges and noise streams); "
+                "use torch.compile(model) instead"
+            )
+        self._check_dtype(x)
         if self.training and not self.config.training.hardware_aware and not self.observing:
             return self._digital_forward(x)
         # a sum is one cheap pass; only a non-finite sum needs the elementwise check
@@ -303,16 +349,45 @@ class AnalogLayerBase(nn.Module):
         else:
             with torch.no_grad():
                 self._ensure_programmed()
+                self.crossbar.begin_draw()
                 t = self.crossbar.t_s
                 w = self.crossbar.read(t)
                 comp = self._compensation(t)
             scale = self.crossbar.weight_scale
+        uncalibrated = not self.training and "_ranges_for" not in self.__dict__
         drive = self.dac(x)
         y = self._tiles_forward(drive.x, w, scale)
         y = self.accumulate.planes(y, drive.plane_weights)
         if isinstance(comp, Tensor):
             comp = self._place_columns(comp, y)
-        return self._add_bias(self.accumulate.rescale(y, drive.range, comp))
+        y = self._add_bias(self.accumulate.rescale(y, drive.range, comp))
+        if uncalibrated and self._weight_dependent_ranges():  # set from this first batch
+            self._mark_calibrated()
+        if not self.training and y.requires_grad and self.weight.requires_grad:
+            y.register_hook(self._warn_eval_backward)
+        return y
+
+    def _warn_eval_backward(self, grad: Tensor) -> None:
+        warnings.warn(
+            f"{self.layer_name}: backward through an eval forward: the tiles are read as "
+            "programmed, so the weight gets no gradient (weight.grad stays None) and only the "
+            "input does. Train in model.train() (TrainingConfig(hardware_aware=True) for the "
+            "analog forward)",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    def _check_dtype(self, x: Tensor) -> None:
+        """Refuse an input torch's layer refuses: a dtype other than the weight's."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.layer_name}: input must be a Tensor, got {type(x).__name__}")
+        want = self.weight.dtype
+        if x.dtype != want and not torch.is_autocast_enabled(x.device.type):
+            raise RuntimeError(
+                f"{self.layer_name}: input dtype {x.dtype} does not match the layer's weight "
+                f"dtype {want} (torch's {self._FLOAT_MODULE.__name__} refuses it too); convert "
+                f"the input (x.to({want})) or the model (model.to({x.dtype}))"
+            )
 
     def _read_out(
         self,
@@ -342,7 +417,10 @@ class AnalogLayerBase(nn.Module):
 
     def _measure_drift_gain(self, t: float) -> Tensor | float:
         xr = self._reference_inputs()
-        ref0, ref_t = self._reference_read(xr, 0.0), self._reference_read(xr, t)
+        with self.crossbar.draw_scope(0):  # reference reads: the same draws whenever redone
+            ref0 = self._reference_read(xr, 0.0)
+        with self.crossbar.draw_scope(1):
+            ref_t = self._reference_read(xr, t)
         return drift_gain(ref0, ref_t, self.config.drift_compensation_mode)
 
     def _reference_inputs(self) -> Tensor:
@@ -390,6 +468,7 @@ class AnalogLayerBase(nn.Module):
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):
         _rename_old_keys(state_dict, prefix, self)
+        self.__dict__.pop("_ranges_for", None)  # loaded ranges belong to the loaded weights
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )

@@ -10,6 +10,7 @@ accumulates ``currents / LSB`` into it (one GEMM, no separate add and divide pas
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Optional
 
@@ -70,7 +71,7 @@ class ADC(Stage):
         self.register_buffer("full_scale", torch.zeros(geometry.slices, device=device, dtype=dtype))
         self._observing = False
         self._observed: list[Optional[float]] = [None] * geometry.slices
-        self._counts: Optional[list[int]] = None
+        self._counts: list[list[int]] = []  # one [saturated, all] per open counter
 
     # -- calibration observer (torch.ao's enable_observer pattern)
     @property
@@ -112,9 +113,15 @@ class ADC(Stage):
         if self._observing:
             old = self._observed
             self._observed = [v if o is None else max(o, v) for o, v in zip(old, vals)]
-        else:
-            self.full_scale.copy_(torch.tensor([max(v, 1e-12) for v in vals]))
-            log.info("%s: ADC range auto-calibrated on the first batch", self.layer_name)
+        elif all(v > 0 for v in vals):  # an all-zero first batch sets nothing
+            self.full_scale.copy_(torch.tensor(vals))
+            warnings.warn(
+                f"{self.layer_name}: no ADC full scale was calibrated; it is set from this "
+                "first eval batch and kept (a small or atypical batch makes a poor range). "
+                "Call aimc.calibrate(model, batches) with representative data first",
+                UserWarning,
+                stacklevel=2,
+            )
 
     @property
     def range_key(self) -> tuple[float, ...]:
@@ -124,15 +131,16 @@ class ADC(Stage):
     # -- saturation counter
     @property
     def counting(self) -> bool:
-        return self._counts is not None
+        return bool(self._counts)
 
     def enable_counter(self) -> None:
-        """Count conversions that round beyond the full scale (eval forwards)."""
-        self._counts = [0, 0]
+        """Count conversions that round beyond the full scale (eval forwards). Counters nest:
+        each enable opens one, and every conversion counts in all that are open."""
+        self._counts.append([0, 0])
 
     def disable_counter(self) -> tuple[int, int]:
-        """Stop counting; returns ``(saturated, all)`` conversions since :meth:`enable_counter`."""
-        counts, self._counts = self._counts or [0, 0], None
+        """Close the innermost counter; returns its ``(saturated, all)`` conversions."""
+        counts = self._counts.pop() if self._counts else [0, 0]
         return counts[0], counts[1]
 
     # -- the conversion
@@ -201,10 +209,12 @@ class ADC(Stage):
                 p = p + noise * (fs * c.noise)
         if c.bits is None:
             return p, None
-        if self._counts is not None:
+        if self._counts:
             bound = c.levels + 0.5 if in_lsb else fs * (1.0 + 0.5 / c.levels)
-            self._counts[0] += int((p.detach().abs() > bound).sum())
-            self._counts[1] += p.numel()
+            saturated = int((p.detach().abs() > bound).sum())
+            for counts in self._counts:
+                counts[0] += saturated
+                counts[1] += p.numel()
         return adc_digitize(p, fs, c.levels, in_lsb=in_lsb, defer_lsb=defer_lsb)
 
     def extra_repr(self) -> str:

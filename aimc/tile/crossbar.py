@@ -10,8 +10,10 @@ forward sees (:meth:`Crossbar.train_read`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import zlib
+from collections.abc import Iterator
 from typing import Any, Optional
 
 import torch
@@ -69,8 +71,13 @@ class Crossbar(Stage):
         self.register_buffer("fingerprint", torch.zeros(3, dtype=torch.int64, device=device))
         layout = torch.tensor([getattr(g, f) for f in LAYOUT_FIELDS], dtype=torch.int64)
         self.register_buffer("layout", layout.to(device))
+        # eval forwards since programming: with the seed and the read time it fixes every
+        # read- and output-noise draw, so copies and reloads continue the same sequence
+        self.register_buffer("draws", torch.zeros((), dtype=torch.int64, device=device))
+        self._draws = 0  # the Python mirror of ``draws`` (no device sync per forward)
+        self._draw_key: tuple[int, ...] = (0,)
         self._state_keys: tuple[str, ...] = ()
-        self._programmed_at: Any = None
+        self._programmed_weight: Optional[Tensor] = None  # the weights on the tiles
         self._cache: dict[Any, Any] = {}
         self._gens: dict[str, torch.Generator] = {}
         self._train_draws = 0  # train-noise draws so far (keeps reseeded draws fresh)
@@ -108,15 +115,41 @@ class Crossbar(Stage):
     # ------------------------------------------------------------------ random streams
     def generator(self, kind: str, index: int = 0) -> torch.Generator:
         """The generator of draws ``kind`` (``"program"``, ``"read"``, ``"adc"``, ``"train"``),
-        seeded from ``seed``; programming restarts every stream."""
+        seeded from ``seed``; programming restarts every stream. ``"read"`` and ``"adc"``
+        streams also start afresh at every eval forward (:meth:`begin_draw`), seeded from the
+        forward's draw number, so a copy or a reloaded state draws the same numbers."""
         key = f"{kind}{index}"
         dev = self.weight_scale.device
         gen = self._gens.get(key)
         if gen is None or gen.device != dev:
             gen = torch.Generator(device=dev)
-            gen.manual_seed(mix_seed(int(self.seed[0]), zlib.crc32(key.encode())))
+            parts = self._draw_key if kind in ("read", "adc") else ()
+            gen.manual_seed(mix_seed(int(self.seed[0]), zlib.crc32(key.encode()), *parts))
             self._gens[key] = gen
         return gen
+
+    def begin_draw(self) -> None:
+        """Start the ``"read"``/``"adc"`` streams of the next eval forward (seeded by its
+        number since programming)."""
+        self._set_draw_key((self._draws,))
+        self._draws += 1
+
+    def _set_draw_key(self, key: tuple[int, ...]) -> None:
+        self._draw_key = key
+        for name in [k for k in self._gens if k.startswith(("read", "adc"))]:
+            del self._gens[name]
+
+    @contextlib.contextmanager
+    def draw_scope(self, *key: int) -> Iterator[None]:
+        """Inside the block, ``"read"``/``"adc"`` streams are seeded by ``key`` (a reference
+        read or a per-time read: the same numbers whenever it is redone); the forward's own
+        streams restart after it."""
+        saved = self._draw_key
+        self._set_draw_key((1 << 40, *key))
+        try:
+            yield
+        finally:
+            self._set_draw_key(saved)
 
     def generators(self, kind: str) -> list[torch.Generator]:
         """The ``N_RNG_CHUNKS`` generators of one chunked draw (``randn_chunked``)."""
@@ -132,6 +165,14 @@ class Crossbar(Stage):
         wn = wt / scale
         v, _ = AF.slice_weights(wn, m.encoding, m.weight_bits, m.slices)
         return v, torch.sign(wn.detach()), scale
+
+    @staticmethod
+    def _live(matrix: Tensor, scale: Tensor, mapping, geometry) -> Tensor:
+        """``scale`` with 0 for all-zero scaling groups (a pruned column reads exactly 0, not
+        the programming noise of its devices rescaled by a stand-in scale of 1)."""
+        wt = AF.to_tile_layout(matrix.detach(), geometry.row_block)
+        amax = AF.weight_scales(wt, mapping.weight_scaling, geometry.weights_per_col_tile, zero=0.0)
+        return torch.where(amax > 0, scale, torch.zeros_like(scale))
 
     def _targets(self, v: Tensor, sign: Optional[Tensor]) -> Tensor:
         dev = self.config.device
@@ -155,19 +196,28 @@ class Crossbar(Stage):
         for key, value in state.items():
             self.register_buffer(f"dev_{key}", value)
         self._state_keys = tuple(state)
-        self.weight_scale.copy_(scale)
+        self.weight_scale.copy_(self._live(matrix, scale, self.config.mapping, self.geometry))
         self.t_bits.copy_(_f64_bits(0.0))
         self.fingerprint.copy_(weight_fingerprint(weight))
-        self._programmed_at = (weight.data_ptr(), weight._version)
+        self._programmed_weight = weight.detach().clone()
+        self._draws, self._draw_key = 0, (0,)
         self._cache.clear()
 
     def holds(self, weight: Tensor) -> bool:
-        """Whether the tiles hold ``weight`` as it is now (else it must be reprogrammed)."""
-        at = (weight.data_ptr(), weight._version)
-        if self.programmed and at == self._programmed_at:
-            return True
-        if self.programmed and torch.equal(weight_fingerprint(weight), self.fingerprint):
-            self._programmed_at = at
+        """Whether the tiles hold ``weight`` as it is now (else it must be reprogrammed).
+
+        Compared element by element with the weights programmed (one pass, and a copy of the
+        weights kept beside the device state), so every edit counts, in place or through
+        ``.data`` (which bumps no version counter), a permutation included. A copy or a
+        reloaded layer first checks the persistent fingerprint."""
+        if not self.programmed:
+            return False
+        ref, w = self._programmed_weight, weight.detach()
+        if ref is not None and ref.shape == w.shape and ref.dtype == w.dtype:
+            if ref.device == w.device:
+                return torch.equal(ref, w)
+        if torch.equal(weight_fingerprint(w), self.fingerprint.to(w.device)):
+            self._programmed_weight = w.clone()
             return True
         return False
 
@@ -183,7 +233,10 @@ class Crossbar(Stage):
 
     # ------------------------------------------------------------------ reads
     def cached(self, key: Any, make) -> Any:
-        """``make()``, kept until the tiles are reprogrammed, drifted or reloaded."""
+        """``make()``, kept until the tiles are reprogrammed, drifted or reloaded. What is
+        made inside ``torch.inference_mode`` is kept apart (inference tensors cannot serve an
+        autograd forward); draws are seeded, so both hold the same numbers."""
+        key = (key, torch.is_inference_mode_enabled())
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
@@ -221,14 +274,18 @@ class Crossbar(Stage):
         mean, std = self.read_mean_std(t)
         if std is None:
             return mean
-        key = ("read", t)
-        if self.config.read_noise == "drift" and key in self._cache:
-            return self._cache[key]
+        if self.config.read_noise == "drift":  # one draw per drift time: seeded by t alone
+
+            def make() -> Tensor:
+                with self.draw_scope(int(_f64_bits(t)[0])):
+                    gens = self.generators("read")
+                    return AF.randn_chunked(
+                        mean.shape, gens, mean.device, mean.dtype, std=std, mean=mean
+                    )
+
+            return self.cached(("read", t), make)
         gens = self.generators("read")
-        w = AF.randn_chunked(mean.shape, gens, mean.device, mean.dtype, std=std, mean=mean)
-        if self.config.read_noise == "drift":
-            self._cache[key] = w
-        return w
+        return AF.randn_chunked(mean.shape, gens, mean.device, mean.dtype, std=std, mean=mean)
 
     # ------------------------------------------------------------------ hardware-aware training
     def train_read(self, matrix: Tensor) -> tuple[Tensor, Tensor, Any]:
@@ -324,9 +381,19 @@ class Crossbar(Stage):
         super().forget()
         self._cache.clear()
         self._gens.clear()
+        self._programmed_weight = None
 
     def _derived(self) -> tuple[str, ...]:
         return ("_scalars", "_cache", "_gens")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_programmed_weight"] = None  # copies check the fingerprint once instead
+        return state
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        self.draws.fill_(self._draws)
+        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
@@ -344,6 +411,25 @@ class Crossbar(Stage):
             for k in state_dict
             if k.startswith(prefix + "dev_") and "." not in k[len(prefix) :]
         )
+        device = self.config.device
+        if keys and set(keys) != set(device.state_keys()):
+            raise ValueError(
+                f"state_dict for {self.layer_name} holds the device state {sorted(keys)} of "
+                f"another device model; this layer's device {device.describe()} keeps "
+                f"{sorted(device.state_keys())}. Convert the model with the device it was "
+                "saved with (or load only its digital weights: the state_dict without the "
+                "'dev_' entries)"
+            )
+        if keys:
+            for key in keys:
+                want = device.state_dtypes().get(key) or self.weight_scale.dtype
+                got = state_dict[prefix + "dev_" + key].dtype
+                if got != want:
+                    raise ValueError(
+                        f"state_dict for {self.layer_name}: device state {key!r} is {got}, "
+                        f"this layer's device {device.describe()} keeps {want}"
+                    )
+        state_dict.setdefault(prefix + "draws", torch.zeros((), dtype=torch.int64))
         if keys:
             for key in self._state_keys:
                 if key not in keys:
@@ -359,7 +445,7 @@ class Crossbar(Stage):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
         self.forget()
-        self._programmed_at = None
+        self._draws = int(self.draws)
 
     def extra_repr(self) -> str:
         g, c = self.geometry, self.config
@@ -367,7 +453,11 @@ class Crossbar(Stage):
 
 
 def weight_fingerprint(weight: Tensor) -> Tensor:
-    """Three float64 sums of ``weight`` (as int64 bits): equal sums mean the same weights."""
+    """Three float64 sums of ``weight`` (as int64 bits): the sum, the sum of squares and a sum
+    weighted by fixed pseudo-random normal coefficients, so that a permutation or an edit that
+    keeps the first two changes the third (equal only for equal weights, but for exact
+    cancellations of probability zero)."""
     w = weight.detach().double().flatten()
-    ramp = torch.linspace(-1.0, 1.0, w.numel(), dtype=torch.float64, device=w.device)
-    return torch.stack([w.sum(), (w * w).sum(), (w * ramp).sum()]).view(torch.int64)
+    gen = torch.Generator(device="cpu").manual_seed(0x5EED)
+    coeff = torch.randn(w.numel(), generator=gen, dtype=torch.float64).to(w.device)
+    return torch.stack([w.sum(), (w * w).sum(), (w * coeff).sum()]).view(torch.int64)

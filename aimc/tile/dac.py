@@ -8,6 +8,7 @@ observer and, with ``TrainingConfig.learn_input_range``, the learned gain ``rang
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import NamedTuple, Optional
 
 import torch
@@ -86,9 +87,18 @@ class DAC(Stage):
         self._observing = False
 
     def load_observed(self) -> None:
-        """Set ``range`` to what the observer recorded (kept when it recorded nothing)."""
+        """Set ``range`` to what the observer recorded (kept when it recorded nothing).
+
+        Raises:
+            ValueError: every calibration input was zero (no range can come from it).
+        """
         if self._observed is not None:
-            self.range.fill_(max(self._observed, 1e-12))
+            if not self._observed > 0:
+                raise ValueError(
+                    f"{self.layer_name}: the calibration inputs it saw are all zero, so no DAC "
+                    "input range can be set from them; calibrate with batches of real data"
+                )
+            self.range.fill_(self._observed)
 
     @property
     def uncalibrated(self) -> bool:
@@ -111,11 +121,18 @@ class DAC(Stage):
             r = torch.where(r > 0, r, torch.ones_like(r))
             return r, (r.view(-1, *([1] * (x.dim() - 1))) if x.dim() > 1 else r)
         if self.scalar("range", float) <= 0:
-            if not auto_calibrate:
+            value = percentile_abs(x, self.config.percentile) if auto_calibrate else 0.0
+            if not value > 0:  # not asked to, or an all-zero batch: this call only
                 r = x.detach().abs().amax().clamp_min(1e-30)
                 return r, r
-            self.range.fill_(max(percentile_abs(x, self.config.percentile), 1e-12))
-            log.info("%s: DAC range auto-calibrated on the first batch", self.layer_name)
+            self.range.fill_(value)
+            warnings.warn(
+                f"{self.layer_name}: no DAC input range was calibrated; it is set from this first "
+                "eval batch and kept (a small or atypical batch makes a poor range). Call "
+                "aimc.calibrate(model, batches) with representative data first",
+                UserWarning,
+                stacklevel=2,
+            )
         if self.range_gain is None:  # a plain calibrated range: a cached Python float
             r = self.scalar("range", float)
         else:  # carries the range gradient (LSQ/PACT style)

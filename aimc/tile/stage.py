@@ -26,13 +26,15 @@ class Stage(nn.Module):
     def scalar(self, name: str, read: Callable[[Tensor], Any]) -> Any:
         """``read(buffer)``, recomputed only when the buffer was replaced or changed in place."""
         buf = getattr(self, name)
-        key = (buf.data_ptr(), buf._version)
-        code = getattr(read, "__code__", read)
-        hit = self._scalars.get((name, code))
-        if hit is not None and hit[0] == key:
+        key = (buf.data_ptr(), -1 if buf.is_inference() else buf._version)
+        # plain names and numbers only: torch.compile guards on this dict's keys
+        code = getattr(read, "__code__", None)
+        what = (code.co_qualname, code.co_firstlineno) if code else getattr(read, "__name__", "")
+        hit = self._scalars.get((name, what))
+        if hit is not None and hit[0] == key and not buf.is_inference():
             return hit[1]
         value = read(buf)
-        self._scalars[(name, code)] = (key, value)
+        self._scalars[(name, what)] = (key, value)
         return value
 
     def forget(self) -> None:

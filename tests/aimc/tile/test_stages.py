@@ -71,8 +71,19 @@ def test_checkpoint_of_the_flat_layout_loads_and_reads_the_same():
     analog.load_state_dict(saved["state_dict"])  # strict: every old key has its new place
     assert float(analog[3].dac.range_gain.detach()) == 1.25
     assert analog[3].t_s == 3600.0 and int(analog[3].crossbar.seed) != 0
+    state = analog.state_dict()
+    for old_key, new_key in (("3.dev_g", "3.crossbar.dev_g"), ("0.adc_range", "0.adc.full_scale")):
+        assert torch.equal(state[new_key], saved["state_dict"][old_key])
+    # read and output noise are now drawn per forward from (seed, read time, forward number),
+    # so that copies and reloads repeat them; the old code drew them from running streams, so
+    # its y holds other noise draws: the same programmed state reads the same up to that noise
+    twin = aimc.convert_to_analog(model, cfg)
+    twin.load_state_dict(saved["state_dict"])
     with torch.no_grad():
-        torch.testing.assert_close(analog.eval()(saved["x"]), saved["y"], rtol=0, atol=0)
+        y = analog.eval()(saved["x"])
+        torch.testing.assert_close(twin.eval()(saved["x"]), y, rtol=0, atol=0)
+        err = (y - saved["y"]).abs().max() / saved["y"].abs().max()
+    assert float(err) < 0.5
     assert "3.adc.full_scale" in analog.state_dict()
 
 
@@ -82,6 +93,7 @@ def test_flat_layout_keys_of_an_ideal_layer_are_dropped():
     state = {k.replace("crossbar.", ""): v for k, v in layer.state_dict().items()}
     state["weight_fingerprint"] = state.pop("fingerprint")
     state["program_seed"] = state.pop("seed")
+    state.pop("draws")  # newer than the flat layout
     state["dac_range"], state["adc_range"] = torch.zeros(()), torch.zeros(1)
     twin = AnalogLinear(6, 3, config=aimc.AnalogConfig.ideal())
     twin.load_state_dict(state)
