@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from aimc.logging import time_tag
+from experiments.report import _fmt
 
 __all__ = ["hypervolume_2d", "search_report", "load_study", "best_design", "layer_table"]
 
@@ -131,12 +132,6 @@ def best_design(
         if close:
             return min(close, key=lambda t: t[cost_key])
     return max(usable, key=lambda t: t["accuracy"])
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else value
 
 
 def search_report(

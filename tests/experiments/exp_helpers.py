@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -46,3 +49,13 @@ class WithBilinear(torch.nn.Module):
     def forward(self, x):
         y = self.fc(x.flatten(1))
         return y + 0.01 * self.mix(y, y)
+
+
+def run_module(module: str, *args: str, timeout: float = 300, **popen):
+    """``python -m module args...`` from the repository root (this checkout's code first);
+    ``subprocess.run`` capturing text output, or a ``Popen`` when ``popen`` options are given."""
+    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONPATH=str(REPO), RAY_DEDUP_LOGS="0")
+    cmd = [sys.executable, "-m", module, *args]
+    if popen:
+        return subprocess.Popen(cmd, cwd=REPO, env=env, **popen)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)

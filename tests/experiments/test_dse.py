@@ -4,16 +4,14 @@ report's hypervolume and best design, and a resumable search through the Hydra C
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import optuna
 import pytest
-from exp_helpers import REPO, TINY, compose_config
+from exp_helpers import TINY, compose_config, run_module
 
 from experiments.config import ConfigError, build
 from experiments.dse import SearchError, format_value, make_sampler, parse_search_space
@@ -160,19 +158,14 @@ SEARCH = [
 
 
 def _search(tmp_path, sweep, n_trials, **popen):
-    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONPATH=str(REPO))
-    args = [
-        sys.executable,
-        "-m",
+    return run_module(
         "experiments.run",
         *SEARCH,
         f"hydra.sweeper.n_trials={n_trials}",
         f"paths.root_dir={tmp_path}",
         f"hydra.sweep.dir={sweep}",
-    ]
-    if popen:
-        return subprocess.Popen(args, cwd=REPO, env=env, **popen)
-    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        **popen,
+    )
 
 
 def _trials(sweep):
@@ -225,26 +218,19 @@ def test_search_writes_a_report_and_an_interrupted_search_resumes(tmp_path):
 
 def test_cost_only_search_runs_no_job_and_constraints_prune(tmp_path):
     sweep = tmp_path / "costs"
-    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.run",
-            "-m",
-            "hydra/sweeper=dse",
-            "hydra.sweeper.objectives=[energy_j,area_mm2]",
-            "hydra.sweeper.params={adc.bits:'choice(3,8)',tile.rows:'choice(32,256)'}",
-            "hydra.sweeper.n_trials=6",
-            "hydra.sweeper.constraints.energy_j=1.0e-30",  # nothing fits: every trial pruned
-            f"paths.root_dir={tmp_path}",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    args = [
+        "-m",
+        "hydra/sweeper=dse",
+        "hydra.sweeper.objectives=[energy_j,area_mm2]",
+        "hydra.sweeper.params={adc.bits:'choice(3,8)',tile.rows:'choice(32,256)'}",
+        "hydra.sweeper.n_trials=6",
+        f"paths.root_dir={tmp_path}",
+    ]
+    proc = run_module(
+        "experiments.run",
+        *args,
+        "hydra.sweeper.constraints.energy_j=1.0e-30",  # nothing fits: every trial pruned
+        f"hydra.sweep.dir={sweep}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, trials = _trials(sweep)
@@ -252,10 +238,7 @@ def test_cost_only_search_runs_no_job_and_constraints_prune(tmp_path):
     assert all(t.user_attrs["pruned_by"]["energy_j"] > 1e-30 for t in trials)
     assert not list(sweep.glob("trial_*")) and not (tmp_path / "outputs" / "cache").exists()
 
-    proc = subprocess.run(
-        [*proc.args[:-3], "hydra.sweeper.constraints.energy_j=null", f"hydra.sweep.dir={sweep}2"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = run_module("experiments.run", *args, f"hydra.sweep.dir={sweep}2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     _, trials = _trials(f"{sweep}2")
     assert [t.state.name for t in trials] == ["COMPLETE"] * 6  # costed from the config alone

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from exp_helpers import REPO, TINY
+from exp_helpers import TINY, run_module
 
 pytest.importorskip("ray")
 optuna = pytest.importorskip("optuna")
@@ -15,30 +11,20 @@ optuna = pytest.importorskip("optuna")
 
 def test_search_trials_run_on_two_ray_workers(tmp_path):
     sweep = tmp_path / "search"
-    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONPATH=str(REPO), RAY_DEDUP_LOGS="0")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.run",
-            "-m",
-            "hydra/sweeper=dse",
-            "hydra/launcher=aimc_ray",
-            "hydra.launcher.init.num_cpus=2",  # a local cluster: 2 one-CPU workers
-            "hydra.sweeper.n_jobs=2",
-            "hydra.sweeper.n_trials=2",
-            "hydra.sweeper.fidelity.promote=0",
-            "hydra.sweeper.report=false",
-            "hydra.sweeper.params={adc.bits:'choice(4,8)',tile.rows:'choice(32,64)'}",
-            *TINY,
-            f"paths.root_dir={tmp_path}",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_module(
+        "experiments.run",
+        "-m",
+        "hydra/sweeper=dse",
+        "hydra/launcher=aimc_ray",
+        "hydra.launcher.init.num_cpus=2",  # a local cluster: 2 one-CPU workers
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.fidelity.promote=0",
+        "hydra.sweeper.report=false",
+        "hydra.sweeper.params={adc.bits:'choice(4,8)',tile.rows:'choice(32,64)'}",
+        *TINY,
+        f"paths.root_dir={tmp_path}",
+        f"hydra.sweep.dir={sweep}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr

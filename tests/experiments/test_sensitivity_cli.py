@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
-from exp_helpers import REPO, TINY
+from exp_helpers import TINY, run_module
 
 from experiments.dse import DSESweeper
 
 
 def test_sensitivity_cli_writes_the_ranking_and_seeds_a_search(tmp_path):
     run = tmp_path / "sens"
-    env = dict(os.environ, HYDRA_FULL_ERROR="0", PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.sensitivity",
-            *TINY,
-            "analog.digital=[fc2]",  # measured: fc1 only
-            "++analog.layers.fc1.adc.bits=6",
-            "sensitivity.adc_bits_drop=3",
-            f"paths.root_dir={tmp_path}",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    common = [*TINY, f"paths.root_dir={tmp_path}"]
+    proc = run_module(
+        "experiments.sensitivity",
+        *common,
+        "analog.digital=[fc2]",  # measured: fc1 only
+        "++analog.layers.fc1.adc.bits=6",
+        "sensitivity.adc_bits_drop=3",
+        f"hydra.run.dir={run}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((run / "sensitivity.json").read_text())
@@ -45,11 +32,9 @@ def test_sensitivity_cli_writes_the_ranking_and_seeds_a_search(tmp_path):
     assert (run / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
     assert "drop ADC-3b" in (run / "sensitivity.txt").read_text()
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "experiments.sensitivity", *TINY, "sensitivity.repeats=0",
-         f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/bad"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    bad = run_module(
+        "experiments.sensitivity", *common, "sensitivity.repeats=0", f"hydra.run.dir={run}_bad"
+    )
     assert bad.returncode != 0 and "repeats must be an int >= 1" in bad.stderr
 
 
