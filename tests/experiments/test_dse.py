@@ -245,3 +245,16 @@ def test_cost_only_search_runs_no_job_and_constraints_prune(tmp_path):
     assert all(t.values[0] > 0 and t.values[1] > 0 for t in trials)
     assert not list((tmp_path / "costs2").glob("trial_*"))
     assert (tmp_path / "costs2" / "trials.csv").is_file()
+
+
+def test_hydra_finds_the_sweeper_and_the_ray_launcher():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+    from hydra.plugins.sweeper import Sweeper
+
+    plugins = Plugins.instance()
+    names = {f"{c.__module__}.{c.__name__}" for c in plugins.discover(Sweeper)}
+    assert "hydra_plugins.aimc_dse.dse_sweeper.DSESweeper" in names
+    assert "experiments.dse.DSESweeper" not in names  # listed once, under hydra_plugins
+    names = {f"{c.__module__}.{c.__name__}" for c in plugins.discover(Launcher)}
+    assert "hydra_plugins.aimc_dse.ray_launcher.RayLauncher" in names
