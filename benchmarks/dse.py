@@ -75,8 +75,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "dse"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--table", action="store_true", help="print the table of <out>/dse.json")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
+    if args.table:
+        with open(os.path.join(out, "dse.json")) as f:
+            print(_table(json.load(f), args.trials))
+        return
     os.makedirs(out, exist_ok=True)
     root = [f"paths.root_dir={out}", f"threads={args.threads}"]
     results: dict = {}
@@ -153,10 +158,13 @@ def _table(results: dict, trials: int) -> str:
             s = r[sampler]
             best = s["best"]
             if best.get("energy_j") and best.get("accuracy") is not None:
+                within = 100 * (s["digital_accuracy"] - best["accuracy"]) <= 0.5 + 1e-9
                 design = (
                     f"{100 * best['accuracy']:.2f} ± {100 * (best['accuracy_std'] or 0):.2f} %, "
                     f"{best['energy_j'] * 1e9:.3g} nJ (digital {100 * s['digital_accuracy']:.2f} %)"
                 )
+                if not within:
+                    design = f"none; the most accurate: {design}"
                 ratio = f"{best['energy_j'] / uni['energy_j']:.3f}"
             else:
                 design, ratio = "none", "-"

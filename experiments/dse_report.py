@@ -253,8 +253,9 @@ def search_report(
 
         usable = [r for r in complete if r["accuracy"] is not None and r[cost_key] is not None]
         index = {r["trial"]: i for i, r in enumerate(usable)}
-        fixed = set(study.user_attrs.get("fixed_overrides") or [])
-        labels = [_label(r, params, fixed) for r in usable]
+        # a front design is labelled by the parameters that differ along the front
+        varying = [p for p in params if len({repr(r.get(p)) for r in front}) > 1] or params
+        labels = [_label(r, varying) for r in usable]
         title = f"{len(rows)} trials ({len(complete)} complete)"
         if hv is not None:
             title += f"; hypervolume {hv:.4f}"
@@ -287,7 +288,7 @@ def search_report(
     }
 
 
-def _label(row: Mapping[str, Any], params: Sequence[str], fixed: set) -> str:
+def _label(row: Mapping[str, Any], params: Sequence[str]) -> str:
     parts = []
     for p in params:
         value = row.get(p)

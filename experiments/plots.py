@@ -199,18 +199,25 @@ def pareto(
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title or "accuracy versus cost")
-    lines = [f"{k}. {labels[i]}" for k, i in enumerate(order, start=1)]
-    shown = lines[:30] + ([f"... {len(lines) - 30} more in the CSV"] if len(lines) > 30 else [])
-    side.text(
+    # the listing fills the side panel up to what fits; the rest is in the CSV
+    wrapped, budget = [], 44
+    for k, i in enumerate(order, start=1):
+        block = textwrap.fill(f"{k}. {labels[i]}", 52, subsequent_indent="   ").splitlines()
+        if len(wrapped) + len(block) > budget:
+            wrapped.append(f"... {len(order) - k + 1} more in the CSV")
+            break
+        wrapped += block
+    listing = side.text(
         0.0,
         1.0,
-        "Pareto front\n" + "\n".join(textwrap.fill(t, 48, subsequent_indent="   ") for t in shown),
+        "Pareto front\n" + "\n".join(wrapped),
         va="top",
         ha="left",
-        fontsize=7,
+        fontsize=6.5,
         family="monospace",
         transform=side.transAxes,
     )
+    listing.set_in_layout(False)  # sized by the panel, not sizing the plot
     return fig
 
 
