@@ -34,8 +34,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as _hparams_summary
+
+try:
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as _hparams_summary
+except ImportError as exc:  # TensorBoard is part of the application extra, not the library
+    raise ImportError(
+        "aimc.logging needs TensorBoard; install it with pip install 'aimc[experiments]' "
+        "(or pip install tensorboard)"
+    ) from exc
 
 __all__ = ["TBLogger", "time_tag"]
 

@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_layers.py [--threads 2] [--device cpu|cuda] [--repeats 20]
         [--sampler auto|torch|mkl] [--speed-only]
 
-Prints a Markdown table of median times and ratios (analog / torch) for the cases of issue 2:
+Prints a Markdown table of median times and ratios (analog / torch) for these cases:
 AnalogLinear 1024x1024 at batch 256 (with and without ADC output noise) and AnalogConv2d
 64->64 3x3 on 32x32 at batch 32, with 256x256 tiles, 8-bit DAC and ADC and the default device
 (PCM: drift and read noise drawn per forward); then the peak memory of each case and of a

@@ -1,4 +1,4 @@
-"""Accuracy of a small MLP on scikit-learn's digits after drift, per device (issue 3, "Show it").
+"""Accuracy of a small MLP on scikit-learn's digits after drift, per device.
 
 Usage:
     python benchmarks/drift_accuracy.py [--draws 10] [--epochs 60] [--seed 0] [--threads 2]

@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     report = "\n".join(
         [
-            "# Hardware-aware training (issue 6)",
+            "# Hardware-aware training",
             "",
             f"Command: `{command.strip()}` ({elapsed / 60:.1f} min, torch {torch.__version__}, "
             f"{args.threads} thread(s), {platform.machine()} CPU).",

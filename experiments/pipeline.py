@@ -507,42 +507,20 @@ def _log_device_state(tb: Any, analog: nn.Module, times_s: list[float]) -> None:
 
 
 # --- cost ----------------------------------------------------------------------------------------
-def _number(obj: Any, *names: str) -> Optional[float]:
-    for name in names:
-        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
-
-
-def _estimator() -> Any:
-    estimate = getattr(aimc, "estimate_cost", None)
-    if estimate is None:
-        try:
-            from aimc.cost import estimate_cost as estimate
-        except ImportError:
-            return None
-    return estimate
-
-
 def cost_summary(
     model: nn.Module, example: torch.Tensor, technology: Any, replication: Any = "none"
-) -> tuple[Optional[dict[str, Any]], Any]:
+) -> tuple[dict[str, Any], Any]:
     """Totals, per-layer and per-component energy of one inference of ``example`` (a batch of 1),
-    and the report itself; ``(None, None)`` when the cost model is not available."""
-    estimate = _estimator()
-    if estimate is None:
-        log.warning("aimc.estimate_cost is not available: results.json gets no cost")
-        return None, None
-    report = estimate(model, example, technology=technology, replication=replication)
+    and the report itself."""
+    report = aimc.estimate_cost(model, example, technology=technology, replication=replication)
     total = report.total
     summary: dict[str, Any] = {
-        "energy_j": _number(total, "energy_j"),
-        "latency_s": _number(total, "latency_s"),
-        "area_mm2": _number(total, "area_mm2"),
-        "tops_per_w": _number(total, "tops_per_w"),
-        "digital_baseline_energy_j": _number(report.digital_baseline, "energy_j"),
-        "technology": getattr(report.technology, "name", str(technology)),
+        "energy_j": float(total.energy_j),
+        "latency_s": float(total.latency_s),
+        "area_mm2": float(total.area_mm2),
+        "tops_per_w": float(total.tops_per_w),
+        "digital_baseline_energy_j": float(report.digital_baseline.energy_j),
+        "technology": report.technology.name,
     }
     summary["layers_energy_j"] = {str(layer.name): float(layer.energy_j) for layer in report.layers}
     summary["components_energy_j"] = {

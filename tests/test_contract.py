@@ -1,4 +1,4 @@
-"""The public API of shared/DESIGN.md, called exactly as written there."""
+"""The public API contract (README and docs), called exactly as documented."""
 
 from __future__ import annotations
 

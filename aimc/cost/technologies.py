@@ -17,7 +17,7 @@ __all__ = ["isaac", "hermes", "rram22", "sram22"]
 # ---------------------------------------------------------------------------------------- ISAAC
 # Shafiee et al., "ISAAC: A CNN Accelerator with In-Situ Analog Arithmetic in Crossbars",
 # ISCA 2016, Table I (ISAAC-CE); the per-component values reappear in Accelergy's
-# hwcomponents-library isaac.py and puma-simulator constants.py (see REFERENCES.md section 1).
+# hwcomponents-library isaac.py and puma-simulator constants.py (docs/sources.md, ISAAC).
 # Events this model counts at peak, for the aimc.presets.isaac() config (128x128 tiles, 16-bit
 # weights on 8 columns = 16 weights per tile, 16-bit inputs streamed over 16 cycles of 100 ns):
 _CYCLE_NS = 100.0  # one crossbar read
@@ -38,7 +38,7 @@ def isaac() -> Technology:
     eDRAM per tile; 4 HyperTransport links. With :func:`aimc.presets.isaac` the model gives the
     table back: 330 mW and 0.372 mm^2 per tile, 65.8 W and 85.4 mm^2 per chip, 41.3 TOPS.
 
-    How we count efficiency (the "check that disagrees" of REFERENCES.md): peak throughput is
+    How we count efficiency (docs/sources.md, ISAAC): peak throughput is
     16-bit operations, 1 MAC = 2 ops: 168*12*8 crossbars * 16 weights * 128 rows * 2 ops per
     1.6 us = 41.3 TOPS, so CE = 41.3 TOPS / 85.4 mm^2 = 484 GOPS/(s mm^2) (the paper: 479.0) and
     PE = 41.3 TOPS / 65.8 W = 628 GOPS/W, the whole chip's Table I power at full activity,
@@ -52,7 +52,7 @@ def isaac() -> Technology:
     Derivations (Table I power x time / events counted at peak; area per instance):
 
     * ADC: 16 mW per 8 ADCs, 1024 conversions per 100 ns -> 1.5625 pJ = FOM_W * 2**8, so
-      FOM_W = 6.10 fJ/cs (REFERENCES quotes ~6.5 fJ/cs at 1.2 GS/s). Rate 1.28 GS/s: 128
+      FOM_W = 6.10 fJ/cs (ISAAC's converter: about 6.5 fJ/cs at 1.2 GS/s). Rate 1.28 GS/s: 128
       columns per 100 ns cycle (Table I rounds to 1.2 GS/s; the 100 ns cycle and 41.3 TOPS need
       1.28). Area 9600 um^2 / 8 = 1200 um^2 (Accelergy's 8-bit ISAAC ADC: 1200 um^2).
     * DAC: 4 mW / 1024 one-bit DACs -> 0.39 pJ per row drive; 170 um^2 / 1024.
@@ -64,11 +64,11 @@ def isaac() -> Technology:
     * IR 2 KB: 1.24 mW / 1024 bits per cycle -> 0.121 pJ/bit; 2100 um^2 / 16384 bits.
     * OR 256 B: 0.23 mW / 2048 bits per cycle -> 0.0112 pJ/bit; 770 um^2 / 2048 bits.
     * eDRAM 64 KB: 20.7 mW over 96 crossbar MVMs (2048 input + 256 output bits each) per
-      1.6 us -> 0.150 pJ/bit (REFERENCES: 0.08 pJ/bit at 256-bit accesses); 0.083 mm^2. The tile
+      1.6 us -> 0.150 pJ/bit (sources: 0.08 pJ/bit per 256-bit access); 0.083 mm^2. The tile
       OR (3 KB, 1.68 mW, 0.0032 mm^2) holds outputs before the eDRAM: 0.109 pJ per output bit,
       added to the write energy and the buffer area.
     * Bus 7 mW, router 42 mW / 4 tiles: per bit of the same traffic -> 0.0506 and 0.0760 pJ
-      (REFERENCES: ~0.08 pJ/bit per router hop); 0.090 and 0.151 / 4 mm^2.
+      (~0.08 pJ/bit per router hop, docs/sources.md); 0.090 and 0.151 / 4 mm^2.
     * Sigmoid (2 units) 0.52 mW, S+A 0.05 mW, max-pool 0.4 mW: one each per output (1536 per
       1.6 us) -> 0.542, 0.052, 0.417 pJ; 0.0006, 0.00006, 0.00024 mm^2.
     * HyperTransport: 10.4 W for 4 links x 6.4 GB/s = 204.8 Gb/s -> 50.8 pJ/bit; 22.88 mm^2.
@@ -95,7 +95,7 @@ def isaac() -> Technology:
         sample_hold_energy_pj=0.01 * _CYCLE_NS / _IMA_EVENTS,
         sample_hold_area_um2=40.0 / 1024,
         adc_fom_walden_fj=16.0 * _CYCLE_NS / _IMA_EVENTS / 2**8 * 1e3,
-        adc_fom_schreier_db=185.0,  # Murmann survey envelope at low speed (REFERENCES s5)
+        adc_fom_schreier_db=185.0,  # Murmann survey envelope, low speed (docs/sources.md)
         adc_rate_gsps=128 / _CYCLE_NS,
         adc_area_um2=9600.0 / 8,
         cols_per_adc=128,
@@ -140,14 +140,14 @@ def hermes() -> Technology:
 
     * MVM time 133 ns = 64 * 256 * 256 * 2 ops / 63.1 TOPS (the paper's own throughput):
       8-bit signed PWM at ~1 ns LSB (127 ns full scale) plus readout.
-    * Read 0.2 V [R] (REFERENCES s7) for up to 127 ns; peak G = 0.25 g_max (differential: one
+    * Read 0.2 V (docs/sources.md) for up to 127 ns; peak G = 0.25 g_max (differential: one
       device of each pair near 0, |w| averaging half its range).
-    * ADC: FOM_W 40 fJ/cs, the survey's median for 6-8 ENOB at ~1 GS/s (REFERENCES s5;
+    * ADC: FOM_W 40 fJ/cs, the survey's median for 6-8 ENOB at ~1 GS/s (docs/sources.md;
       CCO converters are not SAR-class efficient); 80 ns per conversion (256 LSB at the
       300 ps/LSB of HERMES-core, Khaddam-Aljameh et al., JSSC 2022); ~240 um^2 (4 um pitch).
     * Digital energies: Horowitz 45 nm figures scaled to 14 nm (logic x 14/45, SRAM x
       sqrt(14/45)): accumulate 0.02 pJ, activation (affine + ReLU) 0.5 pJ, buffer 0.05 pJ/bit,
-      interconnect 0.02 pJ/bit bus + 0.1 pJ/bit/hop (REFERENCES s6: 0.08-0.16 pJ/bit/mm).
+      interconnect 0.02 pJ/bit bus + 0.1 pJ/bit/hop (0.08-0.16 pJ/bit/mm, docs/sources.md).
     * Calibrated (the one fitted number): 40 mW per computing core of power this model does
       not break down (1 GHz clock tree, control, CCO bias), so that the modelled one-phase
       peak lands near the measured 9.76 TOPS/W; it is charged per tile MVM (40 mW x 133 ns =
@@ -202,7 +202,7 @@ def hermes() -> Technology:
         router_energy_pj_per_bit_hop=0.1,
         router_area_mm2=0.02,
         avg_hops=1.0,
-        io_energy_pj_per_bit=2.0,  # a modern SerDes, 1-5 pJ/bit [R] (REFERENCES s6)
+        io_energy_pj_per_bit=2.0,  # a modern SerDes, 1-5 pJ/bit [R] (docs/sources.md, wires)
         io_bandwidth_gbps=0.0,
         io_area_mm2=0.0,
         mvm_overhead_energy_pj=40.0 * 133.0,  # mW x ns per tile MVM

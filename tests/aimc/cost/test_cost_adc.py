@@ -8,7 +8,7 @@ from aimc.cost import adc_area_um2, adc_energy_pj
 
 
 def test_reference_checks():
-    # REFERENCES s5: 8 b at 1 GS/s with 20 fJ/cs -> 5.1 pJ; 4 b -> 0.32 pJ; 6 b -> 1.3 pJ.
+    # docs/sources.md: 8 b at 1 GS/s with 20 fJ/cs -> 5.1 pJ; 4 b -> 0.32 pJ; 6 b -> 1.3 pJ.
     assert adc_energy_pj(8, 20.0, 185.0, 1.0) == pytest.approx(5.12)
     assert adc_energy_pj(4, 20.0, 185.0, 1.0) == pytest.approx(0.32)
     assert adc_energy_pj(6, 20.0, 185.0, 1.0) == pytest.approx(1.28)

@@ -1,4 +1,4 @@
-"""Drift compensation and finite on/off ratios in the layers (issue 3, core side)."""
+"""Drift compensation and finite on/off ratios in the layers."""
 
 from __future__ import annotations
 
