@@ -345,18 +345,24 @@ class AnalogLayerBase(nn.Module):
             self.dac.observe(x)
             return self._digital_forward(x)
         if self.training:
-            w, scale, comp = self.crossbar.train_read(self.weight_matrix())
+            w, scale, comp = self.crossbar.train_read(self.weight_matrix(), self.train_drift_gain)
         else:
             with torch.no_grad():
                 self._ensure_programmed()
                 self.crossbar.begin_draw()
                 t = self.crossbar.t_s
                 w = self.crossbar.read(t)
-                comp = self._compensation(t)
+                # an ADC still without a range takes it from this batch first: the reference
+                # read of the compensation follows
+                pending = self.adc.uncalibrated and not self.adc.observing
+                comp = None if pending else self._compensation(t)
             scale = self.crossbar.weight_scale
         uncalibrated = not self.training and "_ranges_for" not in self.__dict__
         drive = self.dac(x)
         y = self._tiles_forward(drive.x, w, scale)
+        if not self.training and pending:
+            with torch.no_grad():
+                comp = self._compensation(t)
         y = self.accumulate.planes(y, drive.plane_weights)
         if isinstance(comp, Tensor):
             comp = self._place_columns(comp, y)
@@ -423,6 +429,23 @@ class AnalogLayerBase(nn.Module):
             ref_t = self._reference_read(xr, t)
         return drift_gain(ref0, ref_t, self.config.drift_compensation_mode)
 
+    @torch.no_grad()
+    def train_drift_gain(self, w0: Tensor, wt: Tensor, scale: Tensor) -> Tensor | float:
+        """The drift-compensation gain of a hardware-aware training read: the eval forward's
+        rule (:func:`~aimc.tile.compensation.drift_gain`) on the ideal read-outs of the same
+        reference inputs through the expected tiles at programming (``w0``) and at the read
+        time (``wt``), with weight scales ``scale``."""
+        g = self.geometry
+        xr = reference_signs(int(self.crossbar.seed[0]), g.groups, g.in_rows, w0)
+        xsum = None
+        if not self.crossbar.differential:
+            xsum = AF.tile_matmul(xr, torch.ones_like(w0[:1, ..., :1]))
+        dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
+        ref0, ref_t = (
+            self.accumulate(AF.tile_matmul(xr, w), None, dims, scale, xsum) for w in (w0, wt)
+        )
+        return drift_gain(ref0, ref_t, self.config.drift_compensation_mode)
+
     def _reference_inputs(self) -> Tensor:
         g = self.geometry
         signs = reference_signs(int(self.crossbar.seed[0]), g.groups, g.in_rows, self.weight)
@@ -442,8 +465,8 @@ class AnalogLayerBase(nn.Module):
         xsum = None
         if not self.crossbar.differential:
             xsum = AF.tile_matmul(xr, torch.ones_like(w[:1, ..., :1]))
-        dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
-        return self._read_out(p, dims, self.crossbar.weight_scale, xsum)
+        dims = {"s": 0, "g": 1, "rt": 2, "n": 4}  # observed: references never set a range
+        return self._read_out(p, dims, self.crossbar.weight_scale, xsum, observed=True)
 
     # ------------------------------------------------------------------ cost-model view
     @torch.no_grad()

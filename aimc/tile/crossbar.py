@@ -288,13 +288,17 @@ class Crossbar(Stage):
         return AF.randn_chunked(mean.shape, gens, mean.device, mean.dtype, std=std, mean=mean)
 
     # ------------------------------------------------------------------ hardware-aware training
-    def train_read(self, matrix: Tensor) -> tuple[Tensor, Tensor, Any]:
+    def train_read(self, matrix: Tensor, drift_gain=None) -> tuple[Tensor, Tensor, Any]:
         """``(w, scale, compensation)``: the normalized tile weights a train forward computes
         with (the current weights plus ``TrainingConfig.weight_noise``, gradient straight
-        through), their scales and the drift-compensation factor to apply after the ADC."""
+        through), their scales and the drift-compensation factor to apply after the ADC.
+
+        ``drift_gain(w0, wt, scale)``: the layer's compensation rule for tiles read at
+        programming and at the read time (needed by device noise that drifts)."""
         v, sign, scale = self.normalized_tiles(matrix)
         w = v * sign if self.differential else v + self.g_offset
-        w, comp = self.weight_noise(w)
+        gain = None if drift_gain is None else (lambda w0, wt: drift_gain(w0, wt, scale))
+        w, comp = self.weight_noise(w, gain)
         return w, scale, comp
 
     def _train_generator(self) -> torch.Generator:
@@ -307,13 +311,14 @@ class Crossbar(Stage):
         self._train_draws += 1
         return gen
 
-    def weight_noise(self, w: Tensor) -> tuple[Tensor, Any]:
+    def weight_noise(self, w: Tensor, drift_gain=None) -> tuple[Tensor, Any]:
         """Normalized tile weights ``w`` plus ``TrainingConfig.weight_noise`` drawn fresh, and
         the drift-compensation factor (``None``, a float or per column ``[Gr, N]``).
 
         The noise is a detached perturbation: ``d(output) / d(w)`` is the identity. With
         device noise that drifts, the tiles hold the drifted (smaller) weights, as the chip's
-        do, and the factor is applied after the ADC."""
+        do, and the factor ``drift_gain(w0, wt)`` (see :meth:`device_read`) is applied after
+        the ADC."""
         tc = self.config.training
         if tc.weight_noise == "none":
             return w, None
@@ -324,26 +329,28 @@ class Crossbar(Stage):
                 delta = torch.randn(w.shape, generator=gen, device=w.device, dtype=w.dtype)
                 delta.mul_(tc.weight_noise_std)
             else:
-                w_read, factor = self.device_read(w.detach(), tc.noise_t_s, gen)
+                w_read, comp = self.device_read(w.detach(), tc.noise_t_s, gen, drift_gain)
+                factor = _per_column(comp, w)
                 delta = w_read * factor - w.detach() if factor is not None else w_read - w.detach()
                 if tc.device_noise_scale != 1.0:
                     delta.mul_(tc.device_noise_scale)
         if factor is None:
             return w + delta, None
-        comp = float(factor) if factor.numel() == 1 else factor.reshape(factor.shape[1], -1)
         return (w + delta) / factor, comp
 
     @torch.no_grad()
     def device_read(
-        self, w: Tensor, t_s: float, generator: Optional[torch.Generator] = None
-    ) -> tuple[Tensor, Optional[Tensor]]:
+        self, w: Tensor, t_s: float, generator: Optional[torch.Generator] = None, drift_gain=None
+    ) -> tuple[Tensor, Any]:
         """One device draw of normalized tile weights ``w`` read at ``t_s`` (uncompensated),
         and the drift-compensation factor at ``t_s`` (``None`` when the layer does not
-        compensate). ``w`` is mapped to conductances as :meth:`program` maps weights."""
+        compensate): ``drift_gain(w0, wt)`` of the expected tiles at programming and at
+        ``t_s``, the rule the eval forward applies to its reference reads. ``w`` is mapped
+        to conductances as :meth:`program` maps weights."""
         dev, cfg = self.config.device, self.config
         if self.differential:
             targets = self._targets(w.abs(), torch.sign(w))
-        else:  # offset: w = v + g_offset
+        else:  # offset: w = v + g_offset, so g = g_norm * w
             targets = (self.g_norm * w).unsqueeze(0)
         state = dev.program(targets.clamp_min(0.0), generator=generator)
         g_t = dev.conductance(state, t_s)
@@ -355,13 +362,13 @@ class Crossbar(Stage):
         w_read = self._normalized(g_read)
         if not (cfg.drift_compensation and dev.drifts and t_s > 0):
             return w_read, None
-        w0, wt = self._normalized(dev.conductance(state, 0.0)).abs(), self._normalized(g_t).abs()
-        if cfg.drift_compensation_mode == "global":
-            f = w0.sum() / wt.sum().clamp_min(1e-30)
-        else:  # per weight column: sum over slices, row tiles and rows
-            num, den = w0.sum(dim=(0, 2, 3), keepdim=True), wt.sum(dim=(0, 2, 3), keepdim=True)
-            f = torch.where(den > 0, num / den.clamp_min(1e-30), torch.ones_like(num))
-        return w_read, f
+        if drift_gain is None:
+            raise ValueError(
+                f"{self.layer_name}: a drift-compensated device read needs the layer's "
+                "drift_gain rule (AnalogLayerBase.train_drift_gain)"
+            )
+        w0 = self._normalized(dev.conductance(state, 0.0))
+        return w_read, drift_gain(w0, self._normalized(g_t))
 
     # ------------------------------------------------------------------ cost-model view
     @torch.no_grad()
@@ -450,6 +457,14 @@ class Crossbar(Stage):
     def extra_repr(self) -> str:
         g, c = self.geometry, self.config
         return f"tiles={g.grid}, tile={c.tile.rows}x{c.tile.cols}, device={c.device.describe()}"
+
+
+def _per_column(comp: Any, w: Tensor) -> Any:
+    """A compensation factor (a float, or per column ``[groups, cols]``) shaped against tile
+    weights ``w`` ``[S, groups, row tiles, rows, cols]``."""
+    if comp is None or not isinstance(comp, Tensor):
+        return comp
+    return comp.view(1, comp.shape[0], 1, 1, comp.shape[1])
 
 
 def weight_fingerprint(weight: Tensor) -> Tensor:

@@ -26,7 +26,10 @@ def perturb_train_tiles(layer, w):
 
 def device_weight_noise(layer, w, t_s, generator):
     """One device draw of ``w`` read at ``t_s`` and drift-compensated, minus ``w``."""
-    w_read, factor = layer.crossbar.device_read(w, t_s, generator)
+    gain = lambda w0, wt: layer.train_drift_gain(w0, wt, layer.crossbar.weight_scale)  # noqa: E731
+    w_read, factor = layer.crossbar.device_read(w, t_s, generator, gain)
+    if isinstance(factor, torch.Tensor):
+        factor = factor.view(1, factor.shape[0], 1, 1, factor.shape[1])
     return (w_read if factor is None else w_read * factor) - w
 
 
@@ -501,7 +504,7 @@ def test_device_noise_training_compensates_after_the_adc():
     )
     layer = AnalogLinear.from_digital(lin, cfg).train()
     x = torch.randn(256, 128)
-    w_tiles, _, comp = layer.crossbar.train_read(layer.weight_matrix())
+    w_tiles, _, comp = layer.crossbar.train_read(layer.weight_matrix(), layer.train_drift_gain)
     assert comp > 1.5  # PCM loses about half its conductance in a year
     v, sign, _ = layer.crossbar.normalized_tiles(layer.weight_matrix())
     assert float(w_tiles.abs().sum()) < 0.75 * float((v * sign).abs().sum())
