@@ -19,7 +19,7 @@ from torch import Tensor
 
 from aimc.functional import percentile_abs, randn_chunked, tile_matmul
 from aimc.tile.geometry import TileGeometry
-from aimc.tile.stage import Stage
+from aimc.tile.stage import IdentityConverter, Stage
 from device_models.converters import ADCConfig, adc_codes, adc_readout
 
 __all__ = ["ADC", "IdentityADC", "adc_digitize"]
@@ -224,28 +224,11 @@ class ADC(Stage):
         return f"bits={bits}, range_mode={c.range_mode}{noise}"
 
 
-class IdentityADC(Stage):
+class IdentityADC(IdentityConverter):
     """An ideal, noiseless ADC: partial sums pass unchanged."""
 
     counting = False
     range_key = ()
-    uncalibrated = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.observing = False
-
-    def enable_observer(self) -> None:
-        self.observing = True
-
-    def disable_observer(self) -> None:
-        self.observing = False
-
-    def load_observed(self) -> None:
-        pass
-
-    def observe(self, parts: Sequence[Tensor], s_dim: int) -> None:
-        pass
 
     def enable_counter(self) -> None:
         pass

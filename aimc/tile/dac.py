@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc.functional import percentile_abs
-from aimc.tile.stage import Stage
+from aimc.tile.stage import IdentityConverter, Stage
 from device_models.converters import DACConfig, bit_planes, quantize_dac
 
 __all__ = ["DAC", "IdentityDAC", "Drive", "dac_drive"]
@@ -160,28 +160,11 @@ class DAC(Stage):
         return f"bits={bits}, range_mode={c.range_mode}, signed={c.signed}{serial}"
 
 
-class IdentityDAC(Stage):
+class IdentityDAC(IdentityConverter):
     """No DAC: rows see the inputs as they are (an ideal DAC feeding an ideal ADC). While the
     observer is on, the layer still runs its digital op, as with a real DAC."""
 
     range_gain = None
-    uncalibrated = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.observing = False
-
-    def enable_observer(self) -> None:
-        self.observing = True
-
-    def disable_observer(self) -> None:
-        self.observing = False
-
-    def load_observed(self) -> None:
-        pass
-
-    def observe(self, x: Tensor) -> None:
-        pass
 
     def forward(self, x: Tensor) -> Drive:
         return Drive(x, 1.0, None)

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["Stage"]
+__all__ = ["Stage", "IdentityConverter"]
 
 
 class Stage(nn.Module):
@@ -55,3 +55,27 @@ class Stage(nn.Module):
         out = super()._apply(fn, *args, **kwargs)
         self.forget()
         return out
+
+
+class IdentityConverter(Stage):
+    """Base of the converters that are off (``IdentityDAC``, ``IdentityADC``): nothing to
+    observe or calibrate, but the observer switch still tells the layer that calibration runs
+    (so the layer's calibration passes behave as with real converters)."""
+
+    uncalibrated = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observing = False
+
+    def enable_observer(self) -> None:
+        self.observing = True
+
+    def disable_observer(self) -> None:
+        self.observing = False
+
+    def load_observed(self) -> None:
+        pass
+
+    def observe(self, *args: Any) -> None:
+        pass
