@@ -27,6 +27,8 @@ __all__ = [
     "slice_weights",
     "slice_sums",
     "tile_matmul",
+    "split_reads",
+    "pad_reads",
     "randn_chunked",
     "percentile_abs",
 ]
@@ -203,6 +205,40 @@ def tile_matmul(x: Tensor, w: Tensor, add: Optional[Tensor] = None, alpha: float
         out = torch.matmul(xt.reshape(gr * n_rt, m, r), w.reshape(gr * n_rt, r, n))
         return out.reshape(1, gr, n_rt, m, n)
     return torch.matmul(xt.unsqueeze(0), w)
+
+
+def split_reads(w: Tensor, parallel_rows: int) -> Tensor:
+    """Tiles ``w`` ``[S, Gr, n_rt, R, N]`` as partial-row reads of ``parallel_rows`` rows each:
+    ``[S, Gr, n_rt * reads, parallel_rows, N]`` with ``reads = ceil(R / parallel_rows)`` (the
+    last read of a tile padded with zero rows). Each read is then digitized on its own.
+
+    Examples:
+        >>> split_reads(torch.ones(1, 1, 2, 5, 3), 2).shape
+        torch.Size([1, 1, 6, 2, 3])
+    """
+    s, gr, n_rt, r, n = w.shape
+    reads = math.ceil(r / parallel_rows)
+    if reads * parallel_rows != r:
+        w = F.pad(w, (0, 0, 0, reads * parallel_rows - r))
+    return w.reshape(s, gr, n_rt * reads, parallel_rows, n)
+
+
+def pad_reads(x: Tensor, rows: int, parallel_rows: int) -> Tensor:
+    """Inputs ``x`` ``[M, Gr, K]`` laid out for :func:`split_reads` of tiles of ``rows`` rows:
+    each row tile padded to a whole number of reads, ``[M, Gr, n_rt * reads * parallel_rows]``.
+
+    Examples:
+        >>> pad_reads(torch.ones(1, 1, 7), rows=5, parallel_rows=2).shape
+        torch.Size([1, 1, 12])
+    """
+    m, gr, k = x.shape
+    n_rt, reads = math.ceil(k / rows), math.ceil(rows / parallel_rows)
+    if reads * parallel_rows == rows:
+        return x
+    if n_rt * rows != k:
+        x = F.pad(x, (0, n_rt * rows - k))
+    x = F.pad(x.reshape(m, gr, n_rt, rows), (0, reads * parallel_rows - rows))
+    return x.reshape(m, gr, n_rt * reads * parallel_rows)
 
 
 def randn_chunked(

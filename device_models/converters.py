@@ -246,11 +246,12 @@ def bit_planes(codes: Tensor, n_bits: int) -> Tensor:
                 [ 0., -1.],
                 [ 1.,  0.]])
     """
-    mag = codes.abs()
-    sign = torch.sign(codes)
-    planes = []
-    for _ in range(n_bits):
-        bit = torch.remainder(mag, 2.0)
-        planes.append(bit * sign + 0.0)
-        mag = (mag - bit) / 2.0
-    return torch.stack(planes)
+    if n_bits > 62:
+        raise ValueError(f"bit_planes: n_bits must be <= 62, got {n_bits}")
+    # integer shifts: two passes for all planes (codes are exact integers in float)
+    mag = codes.abs().to(torch.int64)
+    shifts = torch.arange(n_bits, device=codes.device).view(-1, *([1] * codes.dim()))
+    planes = ((mag.unsqueeze(0) >> shifts) & 1).to(codes.dtype)
+    if bool(codes.numel()) and codes.is_cpu and not bool((codes < 0).any()):
+        return planes  # unsigned inputs (the common case): no sign to apply
+    return planes.mul_(torch.sign(codes)).add_(0.0)

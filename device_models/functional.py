@@ -35,7 +35,12 @@ __all__ = [
     "STUCK_NONE",
     "STUCK_ON",
     "STUCK_OFF",
+    "COMPACT_DTYPE",
 ]
+
+#: dtype of per-device state that needs only a few significant digits (a drift exponent, a
+#: relaxation draw): float16 keeps 11 bits, far below the device-to-device spread it encodes.
+COMPACT_DTYPE = torch.float16
 
 #: Codes of the ``"stuck"`` state entry (int8): a healthy cell, one stuck at g_max, at g_min.
 STUCK_NONE, STUCK_ON, STUCK_OFF = 0, 1, -1
@@ -72,11 +77,14 @@ def polynomial_std(
         tensor([6.])
     """
     r = g / g_max
-    std = torch.zeros_like(r)
-    for c in reversed(list(coeffs)):  # Horner's scheme
-        std = std * r + c
+    coeffs = list(coeffs)
+    if not coeffs:
+        return torch.zeros_like(r)
+    std = torch.full_like(r, float(coeffs[-1]))
+    for c in reversed(coeffs[:-1]):  # Horner's scheme, in place (one buffer for any degree)
+        std.mul_(r).add_(c)
     scale = 1.0 if g_ref is None else g_max / g_ref
-    return (std * scale).clamp(min=0.0)
+    return std.mul_(scale).clamp_(min=0.0)
 
 
 def pcm_prog_noise_std(
@@ -116,7 +124,8 @@ def program_conductance(
     """
     if isinstance(std, (int, float)) and std == 0:
         return g_target.clamp(min=g_floor)
-    return (g_target + std * randn_like(g_target, generator)).clamp(min=g_floor)
+    noise = randn_like(g_target, generator)
+    return noise.mul_(std).add_(g_target).clamp_(min=g_floor)
 
 
 def pcm_drift_nu_stats(
@@ -138,9 +147,9 @@ def pcm_drift_nu_stats(
         >>> mu, sigma
         (tensor([0.1000, 0.0490]), tensor([0.0450, 0.0080]))
     """
-    log_r = torch.log((g_target.abs() / g_max).clamp(min=_R_FLOOR))
-    mu = (mu_coeffs[0] * log_r + mu_coeffs[1]).clamp(mu_clip[0], mu_clip[1])
-    sigma = (sigma_coeffs[0] * log_r + sigma_coeffs[1]).clamp(sigma_clip[0], sigma_clip[1])
+    log_r = g_target.abs().div_(g_max).clamp_(min=_R_FLOOR).log_()
+    mu = (mu_coeffs[0] * log_r).add_(mu_coeffs[1]).clamp_(mu_clip[0], mu_clip[1])
+    sigma = log_r.mul_(sigma_coeffs[0]).add_(sigma_coeffs[1]).clamp_(sigma_clip[0], sigma_clip[1])
     return mu, sigma
 
 
@@ -155,7 +164,7 @@ def sample_drift_exponent(
     """
     if scale == 0:
         return torch.zeros_like(mu)
-    return scale * (mu + sigma * randn_like(mu, generator)).abs()
+    return randn_like(mu, generator).mul_(sigma).add_(mu).abs_().mul_(scale)
 
 
 def drift_factor(nu: Tensor, t: float, t0: float) -> Tensor:
@@ -165,6 +174,8 @@ def drift_factor(nu: Tensor, t: float, t0: float) -> Tensor:
         >>> drift_factor(torch.tensor([0.0, 0.1]), t=180.0, t0=20.0)
         tensor([1.0000, 0.7943])
     """
+    if nu.dtype in (torch.float16, torch.bfloat16):  # compact state: compute in float32
+        nu = nu.float()
     return torch.exp(-nu * math.log((t + t0) / t0))
 
 
@@ -177,7 +188,7 @@ def apply_drift(g: Tensor, nu: Tensor, t: float, t0: float) -> Tensor:
         >>> apply_drift(torch.tensor([10.0]), torch.tensor([0.1]), t=0.0, t0=20.0)
         tensor([10.])
     """
-    return g * drift_factor(nu, t, t0)
+    return g * drift_factor(nu, t, t0).to(g.dtype)
 
 
 drift = apply_drift
@@ -276,7 +287,7 @@ def apply_relaxation(
     s = relaxation_scale(t, t0)
     if s == 0:
         return g
-    return (g + s * (mean_per_decade + std_per_decade * z)).clamp(min=0.0)
+    return (g + s * (mean_per_decade + std_per_decade * z.to(g.dtype))).clamp(min=0.0)
 
 
 def draw_stuck(

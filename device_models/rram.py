@@ -77,7 +77,8 @@ class RRAM(DeviceModel):
         stuck_off_rate: probability that a cell is stuck at ``g_min``.
 
     State (per device, shaped like ``g_target``): ``"g"`` programmed conductance (µS, dtype of
-    ``g_target``), ``"relax"`` the relaxation draw ``z`` (same dtype), ``"stuck"`` (int8).
+    ``g_target``), ``"relax"`` the relaxation draw ``z`` (float16: its rounding, relative
+    2^-11, moves ``G(t)`` by under 1e-3 of the relaxation spread), ``"stuck"`` (int8).
 
     Examples:
         >>> dev = RRAM(levels=8, stuck_on_rate=0.01)
@@ -148,7 +149,7 @@ class RRAM(DeviceModel):
             z = torch.zeros_like(g_level)
         stuck = F.draw_stuck(g_level, self.stuck_on_rate, self.stuck_off_rate, generator)
         g = F.apply_stuck(g, stuck, self.g_min, self.g_max)
-        return {"g": g, "relax": z, "stuck": stuck}
+        return {"g": g, "relax": z.to(F.COMPACT_DTYPE), "stuck": stuck}
 
     def conductance(self, state: dict[str, Tensor], t: float) -> Tensor:
         """Relaxed conductance at ``t`` (µS); stuck cells stay at ``g_max`` / ``g_min``."""
@@ -206,7 +207,7 @@ class RRAM(DeviceModel):
         return ("g", "relax", "stuck")
 
     def state_dtypes(self) -> dict[str, torch.dtype | None]:
-        return {"g": None, "relax": None, "stuck": torch.int8}
+        return {"g": None, "relax": F.COMPACT_DTYPE, "stuck": torch.int8}
 
     def describe(self) -> str:
         lv = "continuous" if self.levels is None else f"{self.levels} levels"

@@ -136,7 +136,8 @@ class AnalogLayerBase(nn.Module):
         self.crossbar = Crossbar(config, geometry, **kw)
         per_row = 1.0 if self.crossbar.differential else 1.0 + self.crossbar.g_offset
         if adc_needed:
-            self.adc = ADC(config.adc, geometry, max_row_current=per_row, **kw)
+            pr = config.tile.parallel_rows
+            self.adc = ADC(config.adc, geometry, max_row_current=per_row, parallel_rows=pr, **kw)
         else:
             self.adc = IdentityADC()
         m = config.mapping
@@ -327,6 +328,18 @@ class AnalogLayerBase(nn.Module):
         else from the first batch)."""
         return self.dac.uncalibrated or self.adc.uncalibrated
 
+    def _check_finite(self, x: Tensor) -> None:
+        """Refuse NaN or inf inputs. On the CPU a sum is one cheap pass and only a non-finite
+        sum needs the elementwise check; on an accelerator the check is asynchronous (a device
+        assertion), so a forward never waits for the device."""
+        xd = x.detach()
+        if xd.device.type != "cpu":
+            msg = f"{self.layer_name}: input contains NaN or inf"
+            torch._assert_async(torch.isfinite(xd).all(), msg)
+            return
+        if not bool(torch.isfinite(xd.sum())) and not bool(torch.isfinite(xd).all()):
+            raise ValueError(f"{self.layer_name}: input contains NaN or inf")
+
     def forward(self, x: Tensor) -> Tensor:
         """Forward of a batched input (subclasses reshape other ranks around it)."""
         if torch.jit.is_tracing():
@@ -338,9 +351,7 @@ class AnalogLayerBase(nn.Module):
         self._check_dtype(x)
         if self.training and not self.config.training.hardware_aware and not self.observing:
             return self._digital_forward(x)
-        # a sum is one cheap pass; only a non-finite sum needs the elementwise check
-        if not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{self.layer_name}: input contains NaN or inf")
+        self._check_finite(x)
         if self.dac.observing:  # calibration records input statistics of the digital op
             self.dac.observe(x)
             return self._digital_forward(x)
@@ -452,7 +463,8 @@ class AnalogLayerBase(nn.Module):
         if isinstance(self.adc, IdentityADC):
             return signs
         mean, _ = self.crossbar.read_mean_std(0.0)
-        peak = AF.tile_matmul(signs, mean).abs().amax().clamp_min(1e-12)
+        mean, _, rows = self.crossbar.split_reads(mean, self.crossbar.weight_scale, signs)
+        peak = AF.tile_matmul(rows, mean).abs().amax().clamp_min(1e-12)
         fs = self.adc.scale(mean, 0)
         fs = fs if isinstance(fs, float) else float(fs.min())
         return signs * reference_amplitude(float(peak), fs, self.config.dac.levels)
@@ -460,13 +472,15 @@ class AnalogLayerBase(nn.Module):
     @torch.no_grad()
     def _reference_read(self, xr: Tensor, t: float) -> Tensor:
         """The read-out ``[groups, M, cols]`` of reference inputs ``xr`` at time ``t``."""
-        w = self.crossbar.read(t)
+        w, scale, xr = self.crossbar.split_reads(
+            self.crossbar.read(t), self.crossbar.weight_scale, xr
+        )
         p = AF.tile_matmul(xr, w)
         xsum = None
         if not self.crossbar.differential:
             xsum = AF.tile_matmul(xr, torch.ones_like(w[:1, ..., :1]))
         dims = {"s": 0, "g": 1, "rt": 2, "n": 4}  # observed: references never set a range
-        return self._read_out(p, dims, self.crossbar.weight_scale, xsum, observed=True)
+        return self._read_out(p, dims, scale, xsum, observed=True)
 
     # ------------------------------------------------------------------ cost-model view
     @torch.no_grad()

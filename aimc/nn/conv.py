@@ -115,7 +115,9 @@ class _AnalogConvNd(AnalogLayerBase):
         x2 = self._as_2d(xpad)
         kh, kw = self._kernel2
         stride, dil = self._two(self.stride), self._two(self.dilation)
-        if g.row_block % (kh * kw) == 0:  # whole channels per tile: one conv per row tile
+        pr = self.config.tile.parallel_rows
+        whole_reads = pr is None or pr >= g.row_block  # a read holds a whole row tile
+        if whole_reads and g.row_block % (kh * kw) == 0:  # whole channels: a conv per row tile
             y = self._row_tile_convs(x2, w, scale, pad2, stride, dil)
         else:
             cols = F.unfold(x2, (kh, kw), dilation=dil, padding=pad2, stride=stride)
@@ -125,6 +127,7 @@ class _AnalogConvNd(AnalogLayerBase):
             wo = (wd + 2 * pad2[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
             rows = cols.view(pb, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
             rows = rows.reshape(pb * length, g.groups, g.in_rows)
+            w, scale, rows = self.crossbar.split_reads(w, scale, rows)
             p, in_lsb = self.adc.read(rows, w, self.crossbar.generators("adc"))
             xsum = None
             if not self.crossbar.differential:

@@ -104,6 +104,7 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
 
     def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor) -> Tensor:
         rows = xq.unsqueeze(1)  # [M, groups=1, in_features]
+        w, scale, rows = self.crossbar.split_reads(w, scale, rows)
         p, in_lsb = self.adc.read(rows, w, self.crossbar.generators("adc"))
         xsum = None
         if not self.crossbar.differential:

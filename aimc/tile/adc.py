@@ -61,12 +61,17 @@ class ADC(Stage):
         geometry: TileGeometry,
         *,
         max_row_current: float = 1.0,
+        parallel_rows: Optional[int] = None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         self.config = config
-        self.slices, self.row_block = geometry.slices, geometry.row_block
+        # rows one read sums (TileConfig.parallel_rows): what a max-current full scale covers
+        rows = (
+            geometry.row_block if parallel_rows is None else min(parallel_rows, geometry.row_block)
+        )
+        self.slices, self.row_block = geometry.slices, rows
         self.max_row_current = max_row_current
         self.register_buffer("full_scale", torch.zeros(geometry.slices, device=device, dtype=dtype))
         self._observing = False

@@ -49,7 +49,11 @@ def conductance_targets(v: Tensor, sign: Optional[Tensor], g_min: float, g_max: 
     dg = float(g_max - g_min)
     if sign is None:
         return (g_min + dg * v).unsqueeze(0)
-    return torch.stack([g_min + dg * v * (sign > 0), g_min + dg * v * (sign < 0)])
+    dv = dg * v  # built in place: big layers hold no extra copies
+    targets = torch.empty((2, *v.shape), dtype=v.dtype, device=v.device)
+    torch.mul(dv, sign > 0, out=targets[0]).add_(g_min)
+    torch.mul(dv, sign < 0, out=targets[1]).add_(g_min)
+    return targets
 
 
 class Crossbar(Stage):
@@ -248,44 +252,76 @@ class Crossbar(Stage):
     def _normalized(self, g: Tensor) -> Tensor:
         return (g[0] - g[1]) / self.g_norm if self.differential else g[0] / self.g_norm
 
+    def _kept(self, key: Any) -> Any:
+        return self._cache.get((key, torch.is_inference_mode_enabled()))
+
+    def _keep(self, key: Any, value: Any) -> None:
+        self._cache[(key, torch.is_inference_mode_enabled())] = value  # as :meth:`cached`
+
     def read_mean_std(self, t: float) -> tuple[Tensor, Optional[Tensor]]:
-        """Expected normalized tile weights at ``t`` and the std of one read (``None``: exact)."""
-
-        def make():
-            dev, state = self.config.device, self.device_state()
-            g = dev.conductance(state, t)
-            std = dev.read_noise_std(state, t)
-            mean = self._normalized(g)
-            if std is not None:
-                std = std.expand_as(g)
-                if self.differential:
-                    std = torch.sqrt(std[0] ** 2 + std[1] ** 2) / self.g_norm
-                else:
-                    std = std[0] / self.g_norm
-            if std is not None and not bool((std > 0).any()):
-                std = None
-            return mean.contiguous(), std
-
-        return self.cached(("mean", t), make)
+        """Expected normalized tile weights at ``t`` and the std of one read (``None``: exact;
+        a 0-d tensor when the device's read noise is one number for every device). Kept, for
+        the current drift time only, when every forward draws a fresh read."""
+        out = self._kept(("mean", t))
+        if out is not None:
+            return out
+        dev, state = self.config.device, self.device_state()
+        g = dev.conductance(state, t)
+        std = dev.read_noise_std(state, t)
+        mean = self._normalized(g)
+        if std is not None and std.numel() == 1:  # one number: never expanded per device
+            std = std.reshape(()) * (math.sqrt(2.0) if self.differential else 1.0) / self.g_norm
+        elif std is not None:
+            std = std.expand_as(g)
+            if self.differential:
+                std = torch.sqrt(std[0] ** 2 + std[1] ** 2) / self.g_norm
+            else:
+                std = std[0] / self.g_norm
+        if std is not None and not bool((std > 0).any()):
+            std = None
+        out = (mean.contiguous(), std)
+        if self.config.read_noise == "forward" and t == self.t_s:
+            self._keep(("mean", t), out)
+        return out
 
     def read(self, t: float) -> Tensor:
         """One noisy read of the normalized tile weights ``[S, Gr, n_rt, R, N]`` at ``t`` (per
-        forward, or once per drift time when ``config.read_noise == "drift"``)."""
+        forward, or once per drift time when ``config.read_noise == "drift"``). Only the read
+        at the current drift time is kept: one tensor of tile weights (the read at ``t = 0``
+        that drift compensation needs is made and dropped; its draw is seeded by ``t``, so
+        making it again gives the same numbers)."""
+        w = self._kept(("read", t))
+        if w is not None:
+            return w
         mean, std = self.read_mean_std(t)
+        drift = self.config.read_noise == "drift"
         if std is None:
-            return mean
-        if self.config.read_noise == "drift":  # one draw per drift time: seeded by t alone
+            w = mean
+        elif drift:  # one draw per drift time: seeded by t alone
+            with self.draw_scope(int(_f64_bits(t)[0])):
+                gens = self.generators("read")
+                w = AF.randn_chunked(mean.shape, gens, mean.device, mean.dtype, std=std, mean=mean)
+        else:
+            gens = self.generators("read")
+            w = AF.randn_chunked(mean.shape, gens, mean.device, mean.dtype, std=std, mean=mean)
+        if t == self.t_s and (std is None or drift):
+            self._keep(("read", t), w)
+        return w
 
-            def make() -> Tensor:
-                with self.draw_scope(int(_f64_bits(t)[0])):
-                    gens = self.generators("read")
-                    return AF.randn_chunked(
-                        mean.shape, gens, mean.device, mean.dtype, std=std, mean=mean
-                    )
-
-            return self.cached(("read", t), make)
-        gens = self.generators("read")
-        return AF.randn_chunked(mean.shape, gens, mean.device, mean.dtype, std=std, mean=mean)
+    def split_reads(self, w: Tensor, scale: Tensor, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Partial-row reads (``TileConfig.parallel_rows``): the tiles ``w``, their scales and
+        the tile-row inputs ``rows`` ``[M, Gr, K]`` laid out so that every read of
+        ``parallel_rows`` rows is a row tile of its own (digitized by the ADC, then added
+        digitally with its tile's scale). Unchanged when all rows are read at once."""
+        pr, r = self.config.tile.parallel_rows, w.shape[3]
+        if pr is None or pr >= r:
+            return w, scale, rows
+        reads = math.ceil(r / pr)
+        return (
+            AF.split_reads(w, pr),
+            scale.repeat_interleave(reads, dim=1),
+            AF.pad_reads(rows, r, pr),
+        )
 
     # ------------------------------------------------------------------ hardware-aware training
     def train_read(self, matrix: Tensor, drift_gain=None) -> tuple[Tensor, Tensor, Any]:

@@ -49,8 +49,8 @@ def dac_drive(x: Tensor, x_range: Tensor | float, config: DACConfig) -> Drive:
         top = 2.0 ** (config.cycles - 1) / config.levels
         planes = planes.clone()
         planes[-1] = planes[-1] + (xq - xq.detach()) / top
-    pw = [2.0**j / config.levels for j in range(config.cycles)]
-    pw = torch.tensor(pw, dtype=x.dtype, device=x.device)
+    # made on the input's device (a tensor from a Python list would sync a GPU every forward)
+    pw = torch.arange(config.cycles, dtype=x.dtype, device=x.device).exp2_().div_(config.levels)
     return Drive(planes.flatten(0, 1), x_range, pw)
 
 

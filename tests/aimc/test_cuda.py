@@ -69,3 +69,27 @@ def test_cost_estimate_on_cuda_matches_cpu():
     r_gpu = aimc.estimate_cost(gpu, x.cuda(), technology="hermes")
     assert r_cpu.total.counts == r_gpu.total.counts
     assert r_gpu.total.energy_j == pytest.approx(r_cpu.total.energy_j, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [aimc.AnalogConfig(), aimc.presets.rram22(adc=aimc.ADCConfig(bits=4))],
+    ids=["pcm", "rram22"],
+)
+def test_cuda_forward_never_waits_for_the_device(config):
+    # after calibration and the first read at a drift time, an eval forward issues no host
+    # synchronisation (torch raises on any synchronising call in "error" mode)
+    analog = aimc.convert_to_analog(_model().cuda(), config).eval()
+    x = torch.rand(4, 3, 8, 8, device="cuda")
+    aimc.calibrate(analog, [x])
+    aimc.drift(analog, 3600.0)
+    with torch.no_grad():
+        analog(x)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            y = analog(x)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert y.device.type == "cuda"
+    for _, layer in aimc.analog_layers(analog):
+        assert all(t.is_cuda for t in layer.device_state().values())
