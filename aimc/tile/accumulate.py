@@ -31,6 +31,7 @@ class Accumulate(Stage):
         super().__init__()
         self.encoding, self.weight_bits, self.slices = encoding, weight_bits, slices
         self.g_offset = g_offset
+        self._coef: dict = {}  # shift-add weights per (dtype, device)
 
     def forward(
         self,
@@ -50,7 +51,11 @@ class Accumulate(Stage):
         add the result to (in place when no gradient is needed).
         """
         nd, s_dim = p.dim(), dims["s"]
-        coef = slice_coefficients(self.encoding, self.weight_bits, self.slices, p.dtype, p.device)
+        key = (p.dtype, p.device)
+        coef = self._coef.get(key)
+        if coef is None:  # made once per dtype and device: no host-to-device copy per forward
+            coef = slice_coefficients(self.encoding, self.weight_bits, self.slices, p.dtype)
+            coef = self._coef.setdefault(key, coef.to(p.device))
         shape = [1] * nd
         shape[s_dim] = coef.numel()
         coef = coef.reshape(shape)
