@@ -467,7 +467,11 @@ class Crossbar(Stage):
             for key in keys:
                 want = device.state_dtypes().get(key) or self.weight_scale.dtype
                 got = state_dict[prefix + "dev_" + key].dtype
-                if got != want:
+                if got != want and got.is_floating_point and want.itemsize < got.itemsize:
+                    # a checkpoint from before the state was kept in compact precision
+                    src = state_dict[prefix + "dev_" + key]
+                    state_dict[prefix + "dev_" + key] = src.to(want)
+                elif got != want:
                     raise ValueError(
                         f"state_dict for {self.layer_name}: device state {key!r} is {got}, "
                         f"this layer's device {device.describe()} keeps {want}"
