@@ -190,11 +190,12 @@ def _held_bytes(model: nn.Module) -> int:
                 add(v)
 
     for _, layer in aimc.analog_layers(model):
-        for t in list(layer.parameters(recurse=False)) + list(layer.buffers(recurse=False)):
-            add(t)
-        for name, value in vars(layer).items():
-            if name.startswith("_") and name not in ("_parameters", "_buffers", "_modules"):
-                add(value)
+        for m in layer.modules():  # the layer and its stage modules
+            for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False)):
+                add(t)
+            for name, value in vars(m).items():
+                if name.startswith("_") and name not in ("_parameters", "_buffers", "_modules"):
+                    add(value)
     return total
 
 
