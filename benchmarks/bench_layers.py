@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_layers.py [--threads 2] [--device cpu|cuda] [--repeats 20]
-        [--sampler auto|torch|mkl] [--speed-only]
+        [--sampler auto|torch|mkl] [--speed-only] [--cpu-time]
 
 Prints a Markdown table of median times and ratios (analog / torch) for these cases:
 AnalogLinear 1024x1024 at batch 256 (with and without ADC output noise) and AnalogConv2d
@@ -31,16 +31,16 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, device: str, repeats: int) -> float:
+def _time(fn, device: str, repeats: int, clock=time.perf_counter) -> float:
     for _ in range(3):
         fn()
     _sync(device)
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times)
 
 
@@ -71,15 +71,15 @@ def _cases(device: str):
     ]
 
 
-def run_speed(device: str, repeats: int) -> list[dict]:
+def run_speed(device: str, repeats: int, clock=time.perf_counter) -> list[dict]:
     rows = []
     for name, digital, x, config in _cases(device):
         analog = aimc.convert_to_analog(digital, config).eval()
         aimc.calibrate(analog, [x])
         aimc.drift(analog, 3600.0)
         with torch.no_grad():
-            t_d = _time(lambda m=digital, x=x: m(x), device, repeats)
-            t_a = _time(lambda m=analog, x=x: m(x), device, repeats)
+            t_d = _time(lambda m=digital, x=x: m(x), device, repeats, clock)
+            t_a = _time(lambda m=analog, x=x: m(x), device, repeats, clock)
         rows.append({"case": name, "torch_ms": t_d * 1e3, "aimc_ms": t_a * 1e3, "ratio": t_a / t_d})
     return rows
 
@@ -174,6 +174,12 @@ def main() -> None:
         help="backend of the per-forward normal draws (aimc.sampling)",
     )
     parser.add_argument("--speed-only", action="store_true", help="skip the memory table")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU time instead of the wall clock (on shared CPUs, "
+        "where other processes stretch wall times; use with --threads 1)",
+    )
     parser.add_argument("--memory-case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="analog", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -188,7 +194,8 @@ def main() -> None:
         f"normal sampler {sampler}\n"
     )
     print("| case | torch (ms) | aimc (ms) | ratio |\n|---|---|---|---|")
-    for r in run_speed(args.device, args.repeats):
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    for r in run_speed(args.device, args.repeats, clock):
         print(f"| {r['case']} | {r['torch_ms']:.2f} | {r['aimc_ms']:.2f} | {r['ratio']:.2f}x |")
     if args.speed_only:
         return
