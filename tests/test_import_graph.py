@@ -13,7 +13,7 @@ APPLICATION = ("hydra", "omegaconf", "experiments")  # never imported by the lib
 OPTIONAL = ("matplotlib", "sklearn", "tensorboard", "scipy", "yaml", "optuna", "ray")
 # Lazy imports still closing a cycle, as (importer, imported) edges left out of the check until
 # their registry lookup no longer needs them. Keep this list short; never add to it.
-KNOWN_LAZY_EDGES = {("aimc.cost.technology", "aimc.cost.technologies")}
+KNOWN_LAZY_EDGES: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -13,6 +13,7 @@ uses; a :class:`Technology` says what each component costs. Entry points:
 
 from __future__ import annotations
 
+from aimc.cost import technologies  # noqa: F401  (registers the technology presets on import)
 from aimc.cost.adc import adc_area_um2, adc_energy_pj
 from aimc.cost.counts import COMPONENTS, Counts
 from aimc.cost.estimate import CostReport, CostTotal, DigitalBaseline, LayerCost, estimate_cost

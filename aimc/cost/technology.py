@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from aimc.cost.components import ADC_TYPES
 from device_models.registry import Registry
 
 __all__ = [
@@ -232,8 +233,6 @@ class Technology:
             if f.name in _POSITIVE and value == 0:
                 raise ValueError(f"Technology.{f.name} must be > 0, got {value!r}")
             setattr(self, f.name, float(value))
-        from aimc.cost.components import ADC_TYPES
-
         if self.adc_type not in ADC_TYPES:
             raise ValueError(
                 f"Technology.adc_type must be one of {ADC_TYPES}, got {self.adc_type!r}"
@@ -324,13 +323,8 @@ def register_technology(
     return TECHNOLOGIES.register(name)
 
 
-def _ensure_presets() -> None:
-    from aimc.cost import technologies  # noqa: F401  (registers the presets)
-
-
 def technology_names() -> list[str]:
     """Names of the registered technologies, sorted."""
-    _ensure_presets()
     return TECHNOLOGIES.names()
 
 
@@ -343,7 +337,6 @@ def get_technology(name: str, **overrides: Any) -> Technology:
     Raises:
         KeyError: unknown name; the message lists the known names and the closest match.
     """
-    _ensure_presets()
     tech = TECHNOLOGIES.lookup(name)()
     if overrides:
         unknown = sorted(set(overrides) - set(Technology.field_names()))
