@@ -1,7 +1,9 @@
 """Image-classification datasets for the experiments, without torchvision.
 
 ``digits`` is scikit-learn's bundled copy (8x8, 1,797 images, no download): the embedded default.
-``mnist`` and ``fashion_mnist`` read the four IDX files (raw or ``.gz``) and ``cifar10`` reads the
+``text`` is next-character prediction on text files on the machine (the Python standard
+library's sources by default; :mod:`experiments.text`). ``mnist`` and ``fashion_mnist`` read
+the four IDX files (raw or ``.gz``) and ``cifar10`` reads the
 python pickle batches, all from ``DatasetSpec.root``; missing files are downloaded with
 ``urllib`` when ``download`` is true and the machine is online, else a ``FileNotFoundError`` names
 the files and the folder.
@@ -27,6 +29,8 @@ from typing import Optional
 import numpy as np
 import torch
 from torch import Tensor
+
+from experiments.text import load_text
 
 __all__ = [
     "DatasetNotFoundError",
@@ -59,7 +63,7 @@ _URLS = {
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _CIFAR_TEST = ["test_batch"]
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "text")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -79,6 +83,11 @@ class DatasetSpec:
         max_train: keep at most this many training images (a seeded random subset), or ``None``.
         max_test: keep at most this many test images, or ``None``.
         seed: seed of the split and of the subsets.
+        text_dir: ``text`` only: folder of text files (``None``: the Python standard library's
+            own source folder, present on every machine that runs this).
+        text_glob: ``text`` only: which files of ``text_dir`` to read (a ``pathlib`` glob).
+        seq_len: ``text`` only: characters in each input window (the label is the next one).
+        max_chars: ``text`` only: read at most this many characters (files in sorted order).
     """
 
     name: str = "digits"
@@ -88,6 +97,10 @@ class DatasetSpec:
     max_train: Optional[int] = None
     max_test: Optional[int] = None
     seed: int = 0
+    text_dir: Optional[str] = None
+    text_glob: str = "**/*.py"
+    seq_len: int = 32
+    max_chars: int = 2_000_000
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
@@ -102,6 +115,10 @@ class DatasetSpec:
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or int(value) < 1):
                 raise ValueError(f"dataset.{key} must be a positive int or null, got {value!r}")
+        for key, low in (("seq_len", 1), ("max_chars", 2)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"dataset.{key} must be an int >= {low}, got {value!r}")
 
 
 class ImageDataset:
@@ -227,8 +244,9 @@ def _cifar_dir(root: str) -> str:
 
 
 def missing_files(spec: DatasetSpec) -> list[str]:
-    """The files of ``spec`` that are not in ``spec.root`` (empty for ``digits``)."""
-    if spec.name == "digits":
+    """The files of ``spec`` that are not in ``spec.root`` (empty for ``digits`` and ``text``,
+    which need no download; ``text`` names a missing folder when it loads)."""
+    if spec.name in ("digits", "text"):
         return []
     if spec.name in ("mnist", "fashion_mnist"):
         return [n for n in _IDX_FILES.values() if _find(spec.root, n) is None]
@@ -357,6 +375,7 @@ _LOADERS = {
     "mnist": _load_idx,
     "fashion_mnist": _load_idx,
     "cifar10": _load_cifar10,
+    "text": load_text,
 }
 
 

@@ -4,7 +4,12 @@ Every model takes ``in_shape`` ``(C, H, W)`` and ``num_classes`` first, so the p
 from any dataset; YAML picks one with ``_target_`` (``conf/model/*.yaml``), and a user model is any
 ``_target_`` returning an ``nn.Module`` (it gets ``in_shape``/``num_classes`` only when its
 signature accepts them). The layers analog conversion replaces are the ``nn.Linear`` and
-``nn.Conv2d`` ones; batch norm, pooling and activations stay digital.
+``nn.Conv2d`` ones, and in the sequence models the attention projections and the LSTM
+matrices; batch norm, pooling, activations, softmax and embeddings stay digital.
+
+The sequence models read an image as a sequence (its rows, or square patches, as tokens or time
+steps) and a text window (``in_shape`` ``(T,)``, integer tokens, ``num_classes`` the vocabulary)
+through an embedding.
 """
 
 from __future__ import annotations
@@ -18,7 +23,18 @@ from torch import nn
 
 from device_models.registry import Registry
 
-__all__ = ["MLP", "LeNet5", "ResNet20", "VGG8", "build_model", "MODELS", "get_model", "model_names"]
+__all__ = [
+    "MLP",
+    "LeNet5",
+    "ResNet20",
+    "VGG8",
+    "TransformerClassifier",
+    "LSTMClassifier",
+    "build_model",
+    "MODELS",
+    "get_model",
+    "model_names",
+]
 
 MODELS: Registry = Registry("model", case_sensitive=False)
 """The model presets by name (``conf/model/<name>.yaml`` picks the same classes)."""
@@ -205,6 +221,125 @@ class VGG8(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def _tokens(in_shape: Sequence[int], patch: int) -> tuple[int, int]:
+    """``(tokens, features per token)`` of an image read as rows (``patch=0``) or patches."""
+    c, h, w = in_shape
+    if patch <= 0:
+        return h, c * w
+    if h % patch or w % patch:
+        raise ValueError(f"patch={patch} must divide the image size {h}x{w}")
+    return (h // patch) * (w // patch), c * patch * patch
+
+
+def _as_tokens(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` as ``(N, tokens, features)``."""
+    n, c, h, w = x.shape
+    if patch <= 0:
+        return x.permute(0, 2, 1, 3).reshape(n, h, c * w)
+    p = patch
+    x = x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(n, (h // p) * (w // p), c * p * p)
+
+
+class _SequenceInput(nn.Module):
+    """Images → row/patch vectors through a linear embedding; token windows → an embedding."""
+
+    def __init__(self, in_shape: Sequence[int], num_classes: int, width: int, patch: int):
+        super().__init__()
+        self.patch = int(patch)
+        self.text = len(in_shape) == 1
+        if self.text:
+            self.length = int(in_shape[0])
+            self.embed: nn.Module = nn.Embedding(num_classes, width)
+        else:
+            self.length, features = _tokens(in_shape, self.patch)
+            self.embed = nn.Linear(features, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x.long() if self.text else _as_tokens(x, self.patch))
+
+
+@MODELS.register("transformer")
+class TransformerClassifier(nn.Module):
+    """A small ViT-style encoder: tokens (image rows or patches, or characters), a learned
+    position embedding, ``nn.TransformerEncoder`` layers (pre-norm), mean pooling, a linear head.
+
+    Args:
+        in_shape: ``(C, H, W)`` images or ``(T,)`` token windows.
+        num_classes: outputs (for token windows also the vocabulary).
+        d_model, heads, layers, ff: encoder width, attention heads, layers, feed-forward width.
+        patch: square patch size (0: one token per image row).
+        dropout: dropout inside the encoder layers.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        d_model: int = 32,
+        heads: int = 4,
+        layers: int = 2,
+        ff: int = 64,
+        patch: int = 0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.inp = _SequenceInput(in_shape, num_classes, d_model, patch)
+        self.pos = nn.Parameter(torch.zeros(1, self.inp.length, d_model))
+        nn.init.normal_(self.pos, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, ff, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.inp(x) + self.pos)
+        return self.head(self.norm(h).mean(dim=1))
+
+
+@MODELS.register("lstm")
+class LSTMClassifier(nn.Module):
+    """An LSTM over a sequence (image rows or patches as time steps, or embedded characters);
+    the last hidden state feeds a linear head.
+
+    Args:
+        in_shape: ``(C, H, W)`` images or ``(T,)`` token windows.
+        num_classes: outputs (for token windows also the vocabulary).
+        hidden: LSTM hidden size.
+        layers: stacked LSTM layers.
+        embed: embedding width of token windows (images feed their rows directly).
+        patch: square patch size (0: one time step per image row).
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        hidden: int = 64,
+        layers: int = 1,
+        embed: int = 32,
+        patch: int = 0,
+    ) -> None:
+        super().__init__()
+        self.text = len(in_shape) == 1
+        self.patch = int(patch)
+        if self.text:
+            self.embed: nn.Module = nn.Embedding(num_classes, embed)
+            features = embed
+        else:
+            self.embed = nn.Identity()
+            features = _tokens(in_shape, self.patch)[1]
+        self.lstm = nn.LSTM(features, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = self.embed(x.long()) if self.text else _as_tokens(x, self.patch)
+        out, _ = self.lstm(seq)
+        return self.head(out[:, -1])
 
 
 def build_model(
