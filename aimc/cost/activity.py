@@ -54,7 +54,7 @@ _REDUCE_FN = {
     "max_pool2d_with_indices",
 }  # fmt: skip
 _NORM_FN = {"batch_norm", "layer_norm", "group_norm", "instance_norm", "normalize"}
-_MAC_FN = {"linear", "matmul", "mm", "bmm", "conv1d", "conv2d", "conv3d"}
+_MAC_FN = {"linear", "matmul", "mm", "bmm", "baddbmm", "conv1d", "conv2d", "conv3d"}
 
 
 def tensors(obj: Any) -> Iterator[Tensor]:
@@ -95,8 +95,18 @@ def _op_counts(name: str, args: tuple, out: Any) -> Optional[Counts]:
         return Counts(digital_ops=_numel(args))
     if name in _NORM_FN:
         return Counts(digital_ops=2 * n_out)
+    if name == "scaled_dot_product_attention":  # Q K^T and A V products, softmax of the scores
+        ts = list(tensors(args))
+        if len(ts) < 3:
+            return None
+        q, k, v = ts[:3]
+        scores = (q.numel() // q.shape[-1]) * k.shape[-2]
+        macs = scores * (q.shape[-1] + v.shape[-1])
+        return Counts(macs=macs, digital_ops=macs, activations=scores)
     if name in _MAC_FN:
         ts = list(tensors(args))
+        if name == "baddbmm":  # the added input first, then the two factors
+            ts = ts[1:]
         if len(ts) < 2:
             return None
         a, w = ts[0], ts[1]

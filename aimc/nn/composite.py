@@ -189,7 +189,9 @@ class AnalogContainer(nn.Module):
         all of its uncalibrated tile layers over every call, as :func:`aimc.calibrate` does.
         """
         tiles = [tile for _, tile in self.tile_layers() if tile.uncalibrated]
-        if not tiles:
+        if not tiles or any("forward" in vars(tile) for tile in tiles):
+            # nothing to do, or stand-in forwards (the cost model's digital twins count events
+            # without touching the model): calibrating would only repeat the forward
             return
         with torch.no_grad():
             calibrate_layers(tiles, run)

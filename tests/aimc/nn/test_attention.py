@@ -213,3 +213,21 @@ def test_decoder_and_full_transformer_equal_torch_when_ideal():
         )
     names = [n for n, _ in aimc.analog_layers(analog)]
     assert "decoder.layers.0.multihead_attn.in_proj" in names
+
+
+def test_cost_report_prices_projections_as_mvms_and_attention_products_as_digital_macs():
+    enc = _encoder()
+    analog = aimc.convert_to_analog(enc, aimc.AnalogConfig())
+    x = torch.randn(1, 6, 16)
+    report = aimc.estimate_cost(analog, x, technology="isaac")
+    rows = {layer.name: layer for layer in report.layers}
+    proj = rows["layers.0.self_attn.in_proj"]
+    assert proj.kind == "analog" and proj.counts.mvms == 6 and proj.counts.macs == 6 * 16 * 48
+    assert rows["layers.1.self_attn.out_proj"].counts.mvms == 6
+    sdpa = rows["layers.0.self_attn:scaled_dot_product_attention"]
+    heads, tokens, head_dim = 2, 6, 8  # Q K^T and A V: 2 heads x 6 x 6 scores x 8 each
+    assert sdpa.kind == "digital" and sdpa.counts.macs == heads * tokens * tokens * 2 * head_dim
+    assert sdpa.counts.activations == heads * tokens * tokens  # the softmax
+    assert sdpa.energy_j > 0
+    # no side effect: the estimate neither calibrated nor programmed anything
+    assert float(analog.layers[0].self_attn.in_proj.dac_range) == 0.0

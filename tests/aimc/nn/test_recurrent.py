@@ -211,3 +211,16 @@ def test_first_forward_calibrates_over_every_time_step_as_calibrate_does():
         torch.testing.assert_close(a.adc.full_scale, b.adc.full_scale, rtol=0, atol=0)
     with torch.no_grad():  # 6-bit converters on ranges from the whole sequence: close to torch
         assert (auto(x)[0] - digital(x)[0]).abs().max() < 0.1
+
+
+def test_cost_report_counts_every_time_step():
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("rnn", nn.GRU(4, 6, batch_first=True))
+    analog = aimc.convert_to_analog(model, aimc.AnalogConfig())
+    report = aimc.estimate_cost(analog, torch.randn(2, 7, 4), technology="isaac")
+    rows = {layer.name: layer for layer in report.layers}
+    assert rows["rnn.ih_l0"].counts.mvms == 2 * 7  # every step's input, one batch of MVMs
+    assert rows["rnn.hh_l0"].counts.mvms == 2 * 6  # every step after the all-zero state
+    assert rows["rnn:sigmoid"].kind == "digital" and rows["rnn:sigmoid"].counts.activations > 0
+    assert float(analog.rnn.hh_l0.dac_range) == 0.0  # the estimate has no side effect
