@@ -21,7 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from aimc.config import AnalogConfig
-from aimc.nn.base import AnalogLayerBase, calibrate_layers, deferred_programming, name_seed
+from aimc.nn.base import (
+    _DEFER_PROGRAM,
+    AnalogLayerBase,
+    calibrate_layers,
+    deferred_programming,
+    name_seed,
+)
 from aimc.nn.linear import AnalogLinear
 
 __all__ = ["AnalogContainer"]
@@ -85,8 +91,9 @@ class AnalogContainer(nn.Module):
         self._alias_keys = tuple(aliases)
         self.register_load_state_dict_post_hook(_forgive_alias_keys)
         self.layer_name = type(self).__name__
-        for _, tile in self.tile_layers():
-            tile.program()
+        if not _DEFER_PROGRAM.get():  # from_digital programs once the real weights are in
+            for _, tile in self.tile_layers():
+                tile.program()
 
     def _param_name(self, param: Tensor) -> str:
         for name, p in self.named_parameters(remove_duplicate=False):

@@ -224,3 +224,11 @@ def test_cost_report_counts_every_time_step():
     assert rows["rnn.hh_l0"].counts.mvms == 2 * 6  # every step after the all-zero state
     assert rows["rnn:sigmoid"].kind == "digital" and rows["rnn:sigmoid"].counts.activations > 0
     assert float(analog.rnn.hh_l0.dac_range) == 0.0  # the estimate has no side effect
+
+
+def test_conversion_without_programming_leaves_the_tiles_unprogrammed():
+    model = nn.Sequential(nn.LSTM(4, 6), nn.MultiheadAttention(6, 2))
+    analog = aimc.convert_to_analog(model, aimc.AnalogConfig(), program=False)
+    assert not any(layer.programmed for _, layer in aimc.analog_layers(analog))
+    programmed = aimc.convert_to_analog(model, aimc.AnalogConfig())
+    assert all(layer.programmed for _, layer in aimc.analog_layers(programmed))
