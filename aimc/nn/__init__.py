@@ -6,6 +6,7 @@ from aimc.nn.attention import AnalogMultiheadAttention, route_around_fast_path
 from aimc.nn.base import AnalogLayerBase
 from aimc.nn.composite import AnalogContainer
 from aimc.nn.conv import AnalogConv1d, AnalogConv2d
+from aimc.nn.kernels import AnalogConv3d, AnalogConvTranspose1d, AnalogConvTranspose2d
 from aimc.nn.linear import AnalogLinear
 from aimc.nn.recurrent import (
     AnalogGRU,
@@ -22,6 +23,9 @@ __all__ = [
     "AnalogLinear",
     "AnalogConv1d",
     "AnalogConv2d",
+    "AnalogConv3d",
+    "AnalogConvTranspose1d",
+    "AnalogConvTranspose2d",
     "AnalogMultiheadAttention",
     "route_around_fast_path",
     "AnalogLSTM",

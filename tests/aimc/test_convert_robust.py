@@ -210,8 +210,8 @@ class Mixed(nn.Module):
         self.fc = nn.Linear(4, 4)
         self.emb = nn.Embedding(10, 4)
         self.bil = nn.Bilinear(4, 4, 2)
-        self.up = nn.ConvTranspose2d(2, 2, 3)
-        self.c3 = nn.Conv3d(1, 1, 2)
+        self.up = nn.ConvTranspose3d(2, 2, 3)
+        self.bag = nn.EmbeddingBag(10, 4)
         self.norm = nn.LayerNorm(4)
         self.skip = nn.Linear(4, 4)
 
@@ -225,8 +225,8 @@ def test_the_report_lists_every_weight_bearing_module_left_digital():
     for name, kind in (
         ("emb", "Embedding"),
         ("bil", "Bilinear"),
-        ("up", "ConvTranspose2d"),
-        ("c3", "Conv3d"),
+        ("up", "ConvTranspose3d"),
+        ("bag", "EmbeddingBag"),
     ):
         line = next(row for row in lines if row.startswith(name + " "))
         assert kind in line and "digital: no analog layer for" in line

@@ -14,6 +14,18 @@ _CASES = {
     nn.Linear: (lambda: nn.Linear(20, 6), lambda: torch.randn(3, 20)),
     nn.Conv1d: (lambda: nn.Conv1d(4, 6, 3, padding=1), lambda: torch.randn(3, 4, 9)),
     nn.Conv2d: (lambda: nn.Conv2d(4, 6, 3, stride=2), lambda: torch.randn(3, 4, 9, 9)),
+    nn.Conv3d: (
+        lambda: nn.Conv3d(2, 4, 3, padding=1, groups=2),
+        lambda: torch.randn(2, 2, 4, 4, 4),
+    ),
+    nn.ConvTranspose1d: (
+        lambda: nn.ConvTranspose1d(4, 6, 3, stride=2),
+        lambda: torch.randn(3, 4, 5),
+    ),
+    nn.ConvTranspose2d: (
+        lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2),
+        lambda: torch.randn(3, 4, 5, 5),
+    ),
     nn.MultiheadAttention: (lambda: nn.MultiheadAttention(8, 2), lambda: torch.randn(5, 3, 8)),
     nn.LSTM: (lambda: nn.LSTM(4, 6, bidirectional=True), lambda: torch.randn(4, 3, 4)),
     nn.GRU: (lambda: nn.GRU(4, 6, batch_first=True), lambda: torch.randn(3, 5, 4)),
