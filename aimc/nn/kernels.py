@@ -61,7 +61,7 @@ class _KernelTiles(AnalogContainer):
                     dtype=self.weight.dtype,
                 )  # fmt: skip
             del tile._parameters["weight"]  # the weight is a view of the parent's parameter
-            tile.program_seed.fill_(name_seed(cfg.seed, self._tile_name(g)))
+            tile.crossbar.seed.fill_(name_seed(cfg.seed, self._tile_name(g)))
             self.add_module(self._tile_name(g), tile)
         self._refresh_views()
         self.layer_name = type(self).__name__

@@ -230,4 +230,4 @@ def test_cost_report_prices_projections_as_mvms_and_attention_products_as_digita
     assert sdpa.counts.activations == heads * tokens * tokens  # the softmax
     assert sdpa.energy_j > 0
     # no side effect: the estimate neither calibrated nor programmed anything
-    assert float(analog.layers[0].self_attn.in_proj.dac_range) == 0.0
+    assert float(analog.layers[0].self_attn.in_proj.dac.range) == 0.0

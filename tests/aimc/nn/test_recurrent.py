@@ -223,7 +223,7 @@ def test_cost_report_counts_every_time_step():
     assert rows["rnn.ih_l0"].counts.mvms == 2 * 7  # every step's input, one batch of MVMs
     assert rows["rnn.hh_l0"].counts.mvms == 2 * 6  # every step after the all-zero state
     assert rows["rnn:sigmoid"].kind == "digital" and rows["rnn:sigmoid"].counts.activations > 0
-    assert float(analog.rnn.hh_l0.dac_range) == 0.0  # the estimate has no side effect
+    assert float(analog.rnn.hh_l0.dac.range) == 0.0  # the estimate has no side effect
 
 
 def test_conversion_without_programming_leaves_the_tiles_unprogrammed():
