@@ -27,13 +27,13 @@ from torch import nn
 import aimc
 
 
-def _time(fn, repeats: int) -> float:
+def _time(module, inputs: tuple, repeats: int) -> float:
     for _ in range(3):
-        fn()
+        module(*inputs)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        fn()
+        module(*inputs)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -71,8 +71,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     with torch.no_grad():
         for name, digital, analog, inputs in cases(config):
-            t_d = _time(lambda: digital(*inputs), args.repeats)
-            t_a = _time(lambda: analog(*inputs), args.repeats)
+            t_d = _time(digital, inputs, args.repeats)
+            t_a = _time(analog, inputs, args.repeats)
             print(f"| {name} | {t_d * 1e3:.2f} | {t_a * 1e3:.2f} | {t_a / t_d:.2f}x |")
 
 
