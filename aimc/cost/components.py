@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 
+from aimc.cost.adc import adc_area_um2, adc_energy_pj
+
 __all__ = [
     "ADC_TYPES",
     "switch_energy_fj",
@@ -103,8 +105,6 @@ def adc_conversion_energy_fj(
     """
     _bits(bits)
     if adc_type == "sar":
-        from aimc.cost.adc import adc_energy_pj
-
         return 1e3 * adc_energy_pj(bits, walden_fj, schreier_db, rate_gsps)
     if adc_type in ("flash", "mlsa"):
         return reference_fj + (2**bits - 1) * comparator_fj
@@ -132,8 +132,6 @@ def adc_conversion_area_um2(
     """
     _bits(bits)
     if adc_type == "sar":
-        from aimc.cost.adc import adc_area_um2
-
         return adc_area_um2(bits, area_8b_um2, walden_fj, schreier_db, rate_gsps)
     if adc_type in ("flash", "mlsa"):
         return fixed_um2 + (2**bits - 1) * comparator_um2
