@@ -6,25 +6,28 @@ four stage modules (:mod:`aimc.tile`), each owning its state: ``dac`` (input ran
 noise, observer, saturation counter) and ``accumulate`` (shift-add, row-tile sum, rescale).
 Subclasses only say how their input becomes tile rows (``_tiles_forward``) and how their weight
 becomes a ``[groups, rows, cols]`` matrix (``weight_matrix``).
+
+Three parts of the base live in their own files: :mod:`aimc.nn.conversion` (``from_digital`` /
+``to_digital``), :mod:`aimc.nn.calibration` (converter calibration and the weights its ranges
+belong to) and :mod:`aimc.nn.compensation` (the reference reads of drift compensation).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from aimc import functional as AF
 from aimc.config import AnalogConfig
+from aimc.nn.calibration import CalibratedRanges, calibrate_layers
+from aimc.nn.compensation import DriftCompensation
+from aimc.nn.conversion import _DEFER_PROGRAM, DigitalConversion, deferred_programming
 from aimc.tile.accumulate import Accumulate
 from aimc.tile.adc import ADC, IdentityADC
-from aimc.tile.compensation import drift_gain, reference_amplitude, reference_signs
+from aimc.tile.checkpoint import rename_flat_keys
 from aimc.tile.crossbar import Crossbar
 from aimc.tile.dac import DAC, IdentityDAC
 from aimc.tile.geometry import TileGeometry
@@ -40,73 +43,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_DEFER_PROGRAM = contextvars.ContextVar("aimc_defer_program", default=False)
 _STAGES = ("dac", "crossbar", "adc", "accumulate")
-# state_dict keys of the flat layout that predates the stage modules -> their stage keys
-_OLD_KEYS = {
-    "dac_range": "dac.range",
-    "dac_range_gain": "dac.range_gain",
-    "adc_range": "adc.full_scale",
-    "weight_scale": "crossbar.weight_scale",
-    "t_bits": "crossbar.t_bits",
-    "program_seed": "crossbar.seed",
-    "weight_fingerprint": "crossbar.fingerprint",
-    "layout": "crossbar.layout",
-}
 
 
-@contextlib.contextmanager
-def deferred_programming():
-    """Construct analog layers without programming them (``from_digital`` programs once the
-    real weights are in)."""
-    token = _DEFER_PROGRAM.set(True)
-    try:
-        yield
-    finally:
-        _DEFER_PROGRAM.reset(token)
-
-
-@contextlib.contextmanager
-def _observing(layers: Sequence[AnalogLayerBase], stage: str):
-    """Switch the observer of each layer's ``stage`` (``"dac"``/``"adc"``) on, in eval mode;
-    load what it saw into the stage's range when the block ends without an error."""
-    states = [(layer, layer.training) for layer in layers]
-    try:
-        for layer in layers:
-            getattr(layer, stage).enable_observer()
-            layer.eval()
-        yield
-        for layer in layers:
-            getattr(layer, stage).load_observed()
-            layer._mark_calibrated()
-    finally:
-        for layer, training in states:
-            getattr(layer, stage).disable_observer()
-            layer.train(training)
-
-
-@torch.no_grad()
-def calibrate_layers(layers: Sequence[AnalogLayerBase], run: Callable[[], object]) -> None:
-    """The two calibration passes of ``aimc.calibrate`` over whatever ``run()`` feeds
-    ``layers`` (every call of a layer during ``run`` counts): the DAC observers record the
-    inputs of the digital op, then the ADC observers the partial sums (ideal ADC) with those
-    DAC ranges. Reads after it start afresh."""
-    with _observing(layers, "dac"):
-        run()
-    with _observing(layers, "adc"):
-        run()
-    for layer in layers:
-        layer.crossbar.forget_reads()
-
-
-@torch.no_grad()
-def _copy_parameters(src: nn.Module, dst: nn.Module) -> None:
-    dst.weight.copy_(src.weight)
-    if src.bias is not None:
-        dst.bias.copy_(src.bias)
-
-
-class AnalogLayerBase(nn.Module):
+class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn.Module):
     """Base of the analog layers (not used directly)."""
 
     config: AnalogConfig
@@ -157,58 +97,6 @@ class AnalogLayerBase(nn.Module):
         for stage in _STAGES:
             if stage in self._modules:
                 self._modules[stage].layer_name = name
-
-    # ------------------------------------------------------------------ conversion
-    _FLOAT_MODULE: type[nn.Module]
-
-    @staticmethod
-    def _ctor_args(module: nn.Module) -> tuple:
-        """The positional constructor arguments (torch order) describing ``module``."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_digital(
-        cls,
-        module: nn.Module,
-        config: Optional[AnalogConfig] = None,
-        seed: Optional[int] = None,
-        program: bool = True,
-    ):
-        """An analog layer with ``module``'s hyper-parameters and weights, programmed with a
-        device draw from ``seed`` (default: ``config.seed``); ``program=False`` defers the
-        programming to the first analog forward."""
-        if not isinstance(module, cls._FLOAT_MODULE):
-            raise TypeError(
-                f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
-                f"got {type(module).__name__}"
-            )
-        w = module.weight
-        with deferred_programming():  # program once, with the real weights
-            layer = cls(*cls._ctor_args(module), config, device=w.device, dtype=w.dtype)
-        _copy_parameters(module, layer)
-        if program:
-            layer.program(seed)
-        elif seed is not None:
-            layer.crossbar.seed.fill_(seed)
-        return layer
-
-    @classmethod
-    def from_float(
-        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
-    ):
-        """Alias of :meth:`from_digital` (the torch.ao name)."""
-        return cls.from_digital(module, config, seed)
-
-    def to_digital(self) -> nn.Module:
-        """The plain torch layer with this layer's hyper-parameters and digital master weights."""
-        w = self.weight
-        module = self._FLOAT_MODULE(*self._ctor_args(self), device=w.device, dtype=w.dtype)
-        _copy_parameters(self, module)
-        return module
-
-    def to_float(self) -> nn.Module:
-        """Alias of :meth:`to_digital` (the torch.ao name)."""
-        return self.to_digital()
 
     # ------------------------------------------------------------------ what subclasses say
     def weight_matrix(self, weight: Optional[Tensor] = None) -> Tensor:
@@ -280,41 +168,6 @@ class AnalogLayerBase(nn.Module):
         if t:
             self.drift_to(t)
         self._check_ranges()
-
-    # ------------------------------------------------------------------ range bookkeeping
-    def _weight_dependent_ranges(self) -> list[str]:
-        """The converter ranges that were set from data (they follow the weights)."""
-        out = []
-        if getattr(self.dac, "config", None) is not None and self.dac.config.range_mode == (
-            "calibrated"
-        ):
-            if self.dac.scalar("range", float) > 0:
-                out.append("DAC input range")
-        adc_cfg = getattr(self.adc, "config", None)
-        if adc_cfg is not None and adc_cfg.range_mode == "calibrated":
-            if self.adc.scalar("full_scale", lambda b: float(b.min())) > 0:
-                out.append("ADC full scale")
-        return out
-
-    def _mark_calibrated(self) -> None:
-        """The ranges now belong to the weights on the tiles."""
-        self.__dict__["_ranges_for"] = self.crossbar.fingerprint.clone()
-
-    def _check_ranges(self) -> None:
-        held = self.__dict__.get("_ranges_for")
-        if held is None or torch.equal(held, self.crossbar.fingerprint):
-            return
-        ranges = self._weight_dependent_ranges()
-        if ranges:
-            warnings.warn(
-                f"{self.layer_name}: the weights changed since aimc.calibrate set its "
-                f"{' and '.join(ranges)}; they were set for the old weights (stale, outputs "
-                "may clip or lose resolution). Call aimc.calibrate(model, batches) again after "
-                "changing the weights",
-                UserWarning,
-                stacklevel=4,
-            )
-        self._mark_calibrated()  # warned once for this change
 
     # ------------------------------------------------------------------ forward
     @property
@@ -423,65 +276,6 @@ class AnalogLayerBase(nn.Module):
         q, lsb = self.adc(p, dims["s"], gens, **kw)
         return self.accumulate(q, lsb, dims, scale, xsum, out)
 
-    # ------------------------------------------------------------------ drift compensation
-    def _compensation(self, t: float) -> Optional[Tensor | float]:
-        """The drift-compensation gain at ``t`` (kept until reprogramming or a new range)."""
-        cfg = self.config
-        if not cfg.drift_compensation or not cfg.device.drifts or self.training:
-            return None
-        key = ("comp", t, self.adc.range_key)
-        return self.crossbar.cached(key, lambda: self._measure_drift_gain(t))
-
-    def _measure_drift_gain(self, t: float) -> Tensor | float:
-        xr = self._reference_inputs()
-        with self.crossbar.draw_scope(0):  # reference reads: the same draws whenever redone
-            ref0 = self._reference_read(xr, 0.0)
-        with self.crossbar.draw_scope(1):
-            ref_t = self._reference_read(xr, t)
-        return drift_gain(ref0, ref_t, self.config.drift_compensation_mode)
-
-    @torch.no_grad()
-    def train_drift_gain(self, w0: Tensor, wt: Tensor, scale: Tensor) -> Tensor | float:
-        """The drift-compensation gain of a hardware-aware training read: the eval forward's
-        rule (:func:`~aimc.tile.compensation.drift_gain`) on the ideal read-outs of the same
-        reference inputs through the expected tiles at programming (``w0``) and at the read
-        time (``wt``), with weight scales ``scale``."""
-        g = self.geometry
-        xr = reference_signs(int(self.crossbar.seed[0]), g.groups, g.in_rows, w0)
-        xsum = None
-        if not self.crossbar.differential:
-            xsum = AF.tile_matmul(xr, torch.ones_like(w0[:1, ..., :1]))
-        dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
-        ref0, ref_t = (
-            self.accumulate(AF.tile_matmul(xr, w), None, dims, scale, xsum) for w in (w0, wt)
-        )
-        return drift_gain(ref0, ref_t, self.config.drift_compensation_mode)
-
-    def _reference_inputs(self) -> Tensor:
-        g = self.geometry
-        signs = reference_signs(int(self.crossbar.seed[0]), g.groups, g.in_rows, self.weight)
-        if isinstance(self.adc, IdentityADC):
-            return signs
-        mean, _ = self.crossbar.read_mean_std(0.0)
-        mean, _, rows = self.crossbar.split_reads(mean, self.crossbar.weight_scale, signs)
-        peak = AF.tile_matmul(rows, mean).abs().amax().clamp_min(1e-12)
-        fs = self.adc.scale(mean, 0)
-        fs = fs if isinstance(fs, float) else float(fs.min())
-        return signs * reference_amplitude(float(peak), fs, self.config.dac.levels)
-
-    @torch.no_grad()
-    def _reference_read(self, xr: Tensor, t: float) -> Tensor:
-        """The read-out ``[groups, M, cols]`` of reference inputs ``xr`` at time ``t``."""
-        w, scale, xr = self.crossbar.split_reads(
-            self.crossbar.read(t), self.crossbar.weight_scale, xr
-        )
-        p = AF.tile_matmul(xr, w)
-        xsum = None
-        if not self.crossbar.differential:
-            xsum = AF.tile_matmul(xr, torch.ones_like(w[:1, ..., :1]))
-        dims = {"s": 0, "g": 1, "rt": 2, "n": 4}  # observed: references never set a range
-        return self._read_out(p, dims, scale, xsum, observed=True)
-
     # ------------------------------------------------------------------ cost-model view
     @torch.no_grad()
     def normalized_input(self, x: Tensor) -> Tensor:
@@ -504,22 +298,8 @@ class AnalogLayerBase(nn.Module):
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):
-        _rename_old_keys(state_dict, prefix, self)
+        rename_flat_keys(state_dict, prefix, self)
         self.__dict__.pop("_ranges_for", None)  # loaded ranges belong to the loaded weights
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-
-
-def _rename_old_keys(state_dict: dict[str, Any], prefix: str, layer: AnalogLayerBase) -> None:
-    """Rename, in place, the keys of a checkpoint saved before the stage modules
-    (``fc1.adc_range`` → ``fc1.adc.full_scale``, ``fc1.dev_g`` → ``fc1.crossbar.dev_g``, ...).
-    Keys of a stage the layer does not have (an ideal converter) held unused zeros: dropped."""
-    for key in [k for k in state_dict if k.startswith(prefix) and "." not in k[len(prefix) :]]:
-        name = key[len(prefix) :]
-        new = _OLD_KEYS.get(name) or ("crossbar." + name if name.startswith("dev_") else None)
-        if new is None:
-            continue
-        value = state_dict.pop(key)
-        if not isinstance(layer._modules[new.partition(".")[0]], (IdentityDAC, IdentityADC)):
-            state_dict[prefix + new] = value

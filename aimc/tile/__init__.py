@@ -1,11 +1,15 @@
 """The analog pipeline of a layer, one stage per module, in data-flow order.
 
 ``x → DAC → Crossbar → ADC → Accumulate → y``: :mod:`~aimc.tile.dac` (input range, quantization,
-bit planes), :mod:`~aimc.tile.crossbar` (programmed devices, reads at time t, hardware-aware
-weight noise), :mod:`~aimc.tile.adc` (full scale, output noise, quantization, the fused noisy
-read), :mod:`~aimc.tile.accumulate` (shift-add, row-tile sums, rescale);
-:mod:`~aimc.tile.compensation` holds the drift-compensation rule and :mod:`~aimc.tile.geometry`
-the tile grid. ``IdentityDAC``/``IdentityADC`` stand in for converters that are off.
+bit planes), :mod:`~aimc.tile.crossbar` (programmed devices, reads at time t),
+:mod:`~aimc.tile.adc` (full scale, output noise, quantization, the fused noisy read),
+:mod:`~aimc.tile.accumulate` (shift-add, row-tile sums, rescale). Beside them:
+:mod:`~aimc.tile.train_noise` (the crossbar's hardware-aware training weights),
+:mod:`~aimc.tile.seeds` (the seeded random streams), :mod:`~aimc.tile.fingerprint` (whether the
+tiles still hold the layer's weights), :mod:`~aimc.tile.checkpoint` (what a state_dict must
+match to load), :mod:`~aimc.tile.compensation` (the drift-compensation rule) and
+:mod:`~aimc.tile.geometry` (the tile grid). ``IdentityDAC``/``IdentityADC`` stand in for
+converters that are off.
 """
 
 from __future__ import annotations

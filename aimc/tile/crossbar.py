@@ -5,31 +5,26 @@
 every random draw of the layer and the fingerprint of the weights it was programmed from. It
 programs (:meth:`Crossbar.program`), reads the normalized tile weights at a time t
 (:meth:`Crossbar.read`, drift and read noise) and draws the weights a hardware-aware train
-forward sees (:meth:`Crossbar.train_read`).
+forward sees (:meth:`Crossbar.train_read`, in :mod:`aimc.tile.train_noise`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import zlib
-from collections.abc import Iterator
 from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
 from aimc import functional as AF
+from aimc.tile.checkpoint import LAYOUT_FIELDS, check_layout, device_state_keys
+from aimc.tile.fingerprint import weight_fingerprint
 from aimc.tile.geometry import TileGeometry
-from aimc.tile.seeds import N_RNG_CHUNKS, mix_seed
+from aimc.tile.seeds import DrawStreams
 from aimc.tile.stage import Stage
+from aimc.tile.train_noise import TrainNoise
 
 __all__ = ["Crossbar", "conductance_targets", "weight_fingerprint"]
-
-# TileGeometry fields saved in the ``layout`` buffer: a state_dict must match them to load
-LAYOUT_FIELDS = ("rows", "cols", "slices", "cols_per_weight", "groups", "in_rows", "out_cols")
-LAYOUT_FIELDS += ("row_block",)
-_TRAIN_KEY = zlib.crc32(b"train-noise")
 
 
 def _f64_bits(value: float) -> Tensor:
@@ -56,8 +51,9 @@ def conductance_targets(v: Tensor, sign: Optional[Tensor], g_min: float, g_max: 
     return targets
 
 
-class Crossbar(Stage):
-    """The tiles of one layer: programming, device state, reads at time t.
+class Crossbar(DrawStreams, TrainNoise, Stage):
+    """The tiles of one layer: programming, device state, reads at time t (and, from
+    :class:`~aimc.tile.train_noise.TrainNoise`, the weights of a hardware-aware train forward).
 
     Args:
         config: the layer's ``AnalogConfig`` (device, mapping, read noise, training, seed).
@@ -84,8 +80,6 @@ class Crossbar(Stage):
         self._programmed_weight: Optional[Tensor] = None  # the weights on the tiles
         self._cache: dict[Any, Any] = {}
         self._gens: dict[str, torch.Generator] = {}
-        self._train_draws = 0  # train-noise draws so far (keeps reseeded draws fresh)
-        self._train_gen: Optional[torch.Generator] = None
 
     # ------------------------------------------------------------------ facts
     @property
@@ -115,49 +109,6 @@ class Crossbar(Stage):
     def device_state(self) -> dict[str, Tensor]:
         """The programmed per-device state (``"g"``: conductances in µS, ...)."""
         return {k: getattr(self, f"dev_{k}") for k in self._state_keys}
-
-    # ------------------------------------------------------------------ random streams
-    def generator(self, kind: str, index: int = 0) -> torch.Generator:
-        """The generator of draws ``kind`` (``"program"``, ``"read"``, ``"adc"``, ``"train"``),
-        seeded from ``seed``; programming restarts every stream. ``"read"`` and ``"adc"``
-        streams also start afresh at every eval forward (:meth:`begin_draw`), seeded from the
-        forward's draw number, so a copy or a reloaded state draws the same numbers."""
-        key = f"{kind}{index}"
-        dev = self.weight_scale.device
-        gen = self._gens.get(key)
-        if gen is None or gen.device != dev:
-            gen = torch.Generator(device=dev)
-            parts = self._draw_key if kind in ("read", "adc") else ()
-            gen.manual_seed(mix_seed(int(self.seed[0]), zlib.crc32(key.encode()), *parts))
-            self._gens[key] = gen
-        return gen
-
-    def begin_draw(self) -> None:
-        """Start the ``"read"``/``"adc"`` streams of the next eval forward (seeded by its
-        number since programming)."""
-        self._set_draw_key((self._draws,))
-        self._draws += 1
-
-    def _set_draw_key(self, key: tuple[int, ...]) -> None:
-        self._draw_key = key
-        for name in [k for k in self._gens if k.startswith(("read", "adc"))]:
-            del self._gens[name]
-
-    @contextlib.contextmanager
-    def draw_scope(self, *key: int) -> Iterator[None]:
-        """Inside the block, ``"read"``/``"adc"`` streams are seeded by ``key`` (a reference
-        read or a per-time read: the same numbers whenever it is redone); the forward's own
-        streams restart after it."""
-        saved = self._draw_key
-        self._set_draw_key((1 << 40, *key))
-        try:
-            yield
-        finally:
-            self._set_draw_key(saved)
-
-    def generators(self, kind: str) -> list[torch.Generator]:
-        """The ``N_RNG_CHUNKS`` generators of one chunked draw (``randn_chunked``)."""
-        return [self.generator(kind, i) for i in range(N_RNG_CHUNKS)]
 
     # ------------------------------------------------------------------ programming
     def normalized_tiles(self, matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -323,89 +274,6 @@ class Crossbar(Stage):
             AF.pad_reads(rows, r, pr),
         )
 
-    # ------------------------------------------------------------------ hardware-aware training
-    def train_read(self, matrix: Tensor, drift_gain=None) -> tuple[Tensor, Tensor, Any]:
-        """``(w, scale, compensation)``: the normalized tile weights a train forward computes
-        with (the current weights plus ``TrainingConfig.weight_noise``, gradient straight
-        through), their scales and the drift-compensation factor to apply after the ADC.
-
-        ``drift_gain(w0, wt, scale)``: the layer's compensation rule for tiles read at
-        programming and at the read time (needed by device noise that drifts)."""
-        v, sign, scale = self.normalized_tiles(matrix)
-        w = v * sign if self.differential else v + self.g_offset
-        gain = None if drift_gain is None else (lambda w0, wt: drift_gain(w0, wt, scale))
-        w, comp = self.weight_noise(w, gain)
-        return w, scale, comp
-
-    def _train_generator(self) -> torch.Generator:
-        """The ``"train"`` generator. Programming restarts the streams; when that happened
-        after earlier draws, reseed from the draw count so noise stays fresh, not a replay."""
-        gen = self.generator("train")
-        if self._train_draws and gen is not self._train_gen:
-            gen.manual_seed(mix_seed(int(self.seed[0]), _TRAIN_KEY, self._train_draws))
-        self._train_gen = gen
-        self._train_draws += 1
-        return gen
-
-    def weight_noise(self, w: Tensor, drift_gain=None) -> tuple[Tensor, Any]:
-        """Normalized tile weights ``w`` plus ``TrainingConfig.weight_noise`` drawn fresh, and
-        the drift-compensation factor (``None``, a float or per column ``[Gr, N]``).
-
-        The noise is a detached perturbation: ``d(output) / d(w)`` is the identity. With
-        device noise that drifts, the tiles hold the drifted (smaller) weights, as the chip's
-        do, and the factor ``drift_gain(w0, wt)`` (see :meth:`device_read`) is applied after
-        the ADC."""
-        tc = self.config.training
-        if tc.weight_noise == "none":
-            return w, None
-        gen = self._train_generator()
-        factor = None
-        with torch.no_grad():
-            if tc.weight_noise == "gaussian":
-                delta = torch.randn(w.shape, generator=gen, device=w.device, dtype=w.dtype)
-                delta.mul_(tc.weight_noise_std)
-            else:
-                w_read, comp = self.device_read(w.detach(), tc.noise_t_s, gen, drift_gain)
-                factor = _per_column(comp, w)
-                delta = w_read * factor - w.detach() if factor is not None else w_read - w.detach()
-                if tc.device_noise_scale != 1.0:
-                    delta.mul_(tc.device_noise_scale)
-        if factor is None:
-            return w + delta, None
-        return (w + delta) / factor, comp
-
-    @torch.no_grad()
-    def device_read(
-        self, w: Tensor, t_s: float, generator: Optional[torch.Generator] = None, drift_gain=None
-    ) -> tuple[Tensor, Any]:
-        """One device draw of normalized tile weights ``w`` read at ``t_s`` (uncompensated),
-        and the drift-compensation factor at ``t_s`` (``None`` when the layer does not
-        compensate): ``drift_gain(w0, wt)`` of the expected tiles at programming and at
-        ``t_s``, the rule the eval forward applies to its reference reads. ``w`` is mapped
-        to conductances as :meth:`program` maps weights."""
-        dev, cfg = self.config.device, self.config
-        if self.differential:
-            targets = self._targets(w.abs(), torch.sign(w))
-        else:  # offset: w = v + g_offset, so g = g_norm * w
-            targets = (self.g_norm * w).unsqueeze(0)
-        state = dev.program(targets.clamp_min(0.0), generator=generator)
-        g_t = dev.conductance(state, t_s)
-        std = dev.read_noise_std(state, t_s)
-        g_read = g_t
-        if std is not None:
-            noise = torch.randn(g_t.shape, generator=generator, device=g_t.device, dtype=g_t.dtype)
-            g_read = g_t + std * noise
-        w_read = self._normalized(g_read)
-        if not (cfg.drift_compensation and dev.drifts and t_s > 0):
-            return w_read, None
-        if drift_gain is None:
-            raise ValueError(
-                f"{self.layer_name}: a drift-compensated device read needs the layer's "
-                "drift_gain rule (AnalogLayerBase.train_drift_gain)"
-            )
-        w0 = self._normalized(dev.conductance(state, 0.0))
-        return w_read, drift_gain(w0, self._normalized(g_t))
-
     # ------------------------------------------------------------------ cost-model view
     @torch.no_grad()
     def row_conductance_sums(self, matrix: Tensor) -> Tensor:
@@ -441,41 +309,11 @@ class Crossbar(Stage):
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):
-        lay = state_dict.get(prefix + "layout")
-        if lay is not None and not torch.equal(lay.cpu(), self.layout.cpu()):
-            got = dict(zip(LAYOUT_FIELDS, lay.tolist()))
-            want = dict(zip(LAYOUT_FIELDS, self.layout.tolist()))
-            raise ValueError(
-                f"state_dict for {self.layer_name} comes from a different tile layout: "
-                f"it has {got}, this layer has {want}"
-            )
-        keys = tuple(
-            k[len(prefix) + 4 :]
-            for k in state_dict
-            if k.startswith(prefix + "dev_") and "." not in k[len(prefix) :]
-        )
+        check_layout(state_dict, prefix, self.layout, self.layer_name)
         device = self.config.device
-        if keys and set(keys) != set(device.state_keys()):
-            raise ValueError(
-                f"state_dict for {self.layer_name} holds the device state {sorted(keys)} of "
-                f"another device model; this layer's device {device.describe()} keeps "
-                f"{sorted(device.state_keys())}. Convert the model with the device it was "
-                "saved with (or load only its digital weights: the state_dict without the "
-                "'dev_' entries)"
-            )
-        if keys:
-            for key in keys:
-                want = device.state_dtypes().get(key) or self.weight_scale.dtype
-                got = state_dict[prefix + "dev_" + key].dtype
-                if got != want and got.is_floating_point and want.itemsize < got.itemsize:
-                    # a checkpoint from before the state was kept in compact precision
-                    src = state_dict[prefix + "dev_" + key]
-                    state_dict[prefix + "dev_" + key] = src.to(want)
-                elif got != want:
-                    raise ValueError(
-                        f"state_dict for {self.layer_name}: device state {key!r} is {got}, "
-                        f"this layer's device {device.describe()} keeps {want}"
-                    )
+        keys = device_state_keys(
+            state_dict, prefix, device, self.weight_scale.dtype, self.layer_name
+        )
         state_dict.setdefault(prefix + "draws", torch.zeros((), dtype=torch.int64))
         if keys:
             for key in self._state_keys:
@@ -497,22 +335,3 @@ class Crossbar(Stage):
     def extra_repr(self) -> str:
         g, c = self.geometry, self.config
         return f"tiles={g.grid}, tile={c.tile.rows}x{c.tile.cols}, device={c.device.describe()}"
-
-
-def _per_column(comp: Any, w: Tensor) -> Any:
-    """A compensation factor (a float, or per column ``[groups, cols]``) shaped against tile
-    weights ``w`` ``[S, groups, row tiles, rows, cols]``."""
-    if comp is None or not isinstance(comp, Tensor):
-        return comp
-    return comp.view(1, comp.shape[0], 1, 1, comp.shape[1])
-
-
-def weight_fingerprint(weight: Tensor) -> Tensor:
-    """Three float64 sums of ``weight`` (as int64 bits): the sum, the sum of squares and a sum
-    weighted by fixed pseudo-random normal coefficients, so that a permutation or an edit that
-    keeps the first two changes the third (equal only for equal weights, but for exact
-    cancellations of probability zero)."""
-    w = weight.detach().double().flatten()
-    gen = torch.Generator(device="cpu").manual_seed(0x5EED)
-    coeff = torch.randn(w.numel(), generator=gen, dtype=torch.float64).to(w.device)
-    return torch.stack([w.sum(), (w * w).sum(), (w * coeff).sum()]).view(torch.int64)

@@ -1,10 +1,15 @@
-"""Seeds of the analog layers' random draws: stable mixing of integers and layer names."""
+"""Seeds of the analog layers' random draws: stable mixing of integers and layer names, and
+the named random streams of a layer (:class:`DrawStreams`)."""
 
 from __future__ import annotations
 
+import contextlib
 import zlib
+from collections.abc import Iterator
 
-__all__ = ["mix_seed", "name_seed", "N_RNG_CHUNKS"]
+import torch
+
+__all__ = ["mix_seed", "name_seed", "N_RNG_CHUNKS", "DrawStreams"]
 
 N_RNG_CHUNKS = 4  # generators per noise source; fixed, so results never depend on thread counts
 
@@ -27,3 +32,54 @@ def mix_seed(*parts: int) -> int:
 def name_seed(seed: int, name: str) -> int:
     """The seed of the layer called ``name`` in a model programmed with ``seed``."""
     return mix_seed(seed, zlib.crc32(name.encode()))
+
+
+class DrawStreams:
+    """The named random streams of a layer, every one seeded from its ``seed`` buffer (a part of
+    :class:`~aimc.tile.crossbar.Crossbar`, kept here with the seeding rules).
+
+    The host holds ``seed`` (a one-element int64 buffer), ``_gens`` (the generators made so
+    far, by name), ``_draws`` (eval forwards since programming) and ``_draw_key``.
+    """
+
+    def generator(self, kind: str, index: int = 0) -> torch.Generator:
+        """The generator of draws ``kind`` (``"program"``, ``"read"``, ``"adc"``, ``"train"``),
+        seeded from ``seed``; programming restarts every stream. ``"read"`` and ``"adc"``
+        streams also start afresh at every eval forward (:meth:`begin_draw`), seeded from the
+        forward's draw number, so a copy or a reloaded state draws the same numbers."""
+        key = f"{kind}{index}"
+        dev = self.seed.device
+        gen = self._gens.get(key)
+        if gen is None or gen.device != dev:
+            gen = torch.Generator(device=dev)
+            parts = self._draw_key if kind in ("read", "adc") else ()
+            gen.manual_seed(mix_seed(int(self.seed[0]), zlib.crc32(key.encode()), *parts))
+            self._gens[key] = gen
+        return gen
+
+    def begin_draw(self) -> None:
+        """Start the ``"read"``/``"adc"`` streams of the next eval forward (seeded by its
+        number since programming)."""
+        self._set_draw_key((self._draws,))
+        self._draws += 1
+
+    def _set_draw_key(self, key: tuple[int, ...]) -> None:
+        self._draw_key = key
+        for name in [k for k in self._gens if k.startswith(("read", "adc"))]:
+            del self._gens[name]
+
+    @contextlib.contextmanager
+    def draw_scope(self, *key: int) -> Iterator[None]:
+        """Inside the block, ``"read"``/``"adc"`` streams are seeded by ``key`` (a reference
+        read or a per-time read: the same numbers whenever it is redone); the forward's own
+        streams restart after it."""
+        saved = self._draw_key
+        self._set_draw_key((1 << 40, *key))
+        try:
+            yield
+        finally:
+            self._set_draw_key(saved)
+
+    def generators(self, kind: str) -> list[torch.Generator]:
+        """The ``N_RNG_CHUNKS`` generators of one chunked draw (``randn_chunked``)."""
+        return [self.generator(kind, i) for i in range(N_RNG_CHUNKS)]
