@@ -11,8 +11,9 @@ through the Hydra CLI exactly as a user would:
 2. ``python -m experiments.run -m experiment=dse_<model>`` twice, with
    ``hydra.sweeper.sampler=nsga2`` and ``=random``, ``--trials`` trials each (same seed, same
    search space, same fidelities);
-3. ``python -m experiments.run`` of the uniform all-analog 8-bit design (the default hardware)
-   at the high fidelity.
+3. ``python -m experiments.run`` of the uniform all-analog 8-bit design (8-bit DAC and ADC,
+   256 x 256 tiles, the largest of the search space, not the default HERMES core) at the high
+   fidelity.
 
 It prints a Markdown table: each search's hypervolume of (error rate, energy per inference)
 with one reference point for both searches of a model (error 1, 1.1 x the largest energy seen),
@@ -128,7 +129,14 @@ def main() -> None:
             r[sampler]["digital_accuracy"] = report["best"].get("digital_accuracy")
         uniform_dir = os.path.join(out, model, "uniform8")
         _run(
-            ["experiments.run", *extra, *root, f"hydra.run.dir={uniform_dir}", "logger=none"],
+            [
+                "experiments.run",
+                *extra,
+                *root,
+                "tile.cols=256",
+                f"hydra.run.dir={uniform_dir}",
+                "logger=none",
+            ],
             uniform_dir + ".log",
         )
         with open(os.path.join(uniform_dir, "results.json")) as f:

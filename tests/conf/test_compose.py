@@ -42,7 +42,7 @@ def test_default_config_builds_the_documented_default():
     assert isinstance(exp, Experiment)
     assert isinstance(exp.analog, aimc.AnalogConfig)
     assert isinstance(exp.analog.device, device_models.PCM)
-    assert (exp.analog.tile.rows, exp.analog.tile.cols) == (256, 256)
+    assert (exp.analog.tile.rows, exp.analog.tile.cols) == (256, 512)
     assert exp.analog.dac.bits == 8 and exp.analog.adc.bits == 8
     assert exp.dataset.name == "digits"
     assert exp.model_factory.__name__ == "MLP"
@@ -96,7 +96,10 @@ def test_every_experiment_preset_composes_and_builds(name):
         OmegaConf.to_container(cfg.hydra.sweeper) != OmegaConf.to_container(default.hydra.sweeper)
         or exp.config != build(compose_config([])).config
     )
-    assert changed, f"experiment={name} changes nothing"
+    if name == "hermes":  # the default run is the HERMES chip: its preset only names it
+        assert not changed, "the default experiment drifted away from experiment=hermes"
+    else:
+        assert changed, f"experiment={name} changes nothing"
 
 
 def test_overrides_reach_the_objects():
