@@ -51,11 +51,13 @@ def write_cost_report(experiment: Experiment, output_dir: str) -> dict:
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Print and write the cost report; returns the energy of one inference (J)."""
-    from experiments.run import build_from_hydra
+    from experiments.run import build_from_hydra, write_hydra_record
 
     try:
         experiment = build_from_hydra(cfg)
-        summary = write_cost_report(experiment, HydraConfig.get().runtime.output_dir)
+        output_dir = HydraConfig.get().runtime.output_dir
+        write_hydra_record(cfg, output_dir)
+        summary = write_cost_report(experiment, output_dir)
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     return float(summary["energy_j"])

@@ -22,7 +22,7 @@ import random
 import shutil
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import numpy as np
@@ -602,12 +602,16 @@ def _logger(exp: Experiment, output_dir: str) -> Any:
     return TBLogger(os.path.join(output_dir, "tensorboard"), flush_secs=exp.logger.flush_secs)
 
 
-def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
+def run(
+    exp: Experiment, output_dir: str, on_claimed: Optional[Callable[[], None]] = None
+) -> dict[str, Any]:
     """Run the experiment ``exp``, writing its outputs to ``output_dir``; returns the results.
 
     A folder that already holds this run's results (a relaunched sweep) is not run again: the
     stored results are returned. A folder holding another run's results is refused, one that a
     killed run left is cleared first, and one that another live run is writing into is refused.
+    ``on_claimed`` is called once the folder is this run's (not when skipped or refused): the
+    place to write records that must not overwrite another run's, such as Hydra's config.
     """
     os.makedirs(output_dir, exist_ok=True)
     with _run_folder_lock(output_dir):
@@ -615,6 +619,8 @@ def run(exp: Experiment, output_dir: str) -> dict[str, Any]:
         if previous is not None:
             log.info("%s already holds the results of this run: skipped", output_dir)
             return previous
+        if on_claimed is not None:
+            on_claimed()
         return _run(exp, output_dir)
 
 

@@ -16,6 +16,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import os
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -39,6 +40,24 @@ def build_from_hydra(cfg: DictConfig):
     return build(cfg, choices=choices, overrides=list(hc.overrides.task))
 
 
+def write_hydra_record(cfg: DictConfig, output_dir: str) -> None:
+    """Write what Hydra's ``output_subdir`` would hold (``.hydra/config.yaml``, ``hydra.yaml``,
+    ``overrides.yaml``) into ``output_dir``. Our Hydra config turns Hydra's own copy off
+    (``hydra.output_subdir: null``) because Hydra writes it before the job starts, over the
+    record of a finished run whose folder the job is then refused; this writes it once the
+    folder is the job's."""
+    hc = HydraConfig.get()
+    folder = os.path.join(output_dir, ".hydra")
+    os.makedirs(folder, exist_ok=True)
+    for name, node in (
+        ("config.yaml", cfg),
+        ("hydra.yaml", OmegaConf.create({"hydra": OmegaConf.to_container(hc)})),
+        ("overrides.yaml", hc.overrides.task),
+    ):
+        with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
+            fh.write(OmegaConf.to_yaml(node))
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Run one experiment; returns the mean analog accuracy at the last drift time (for
@@ -49,8 +68,12 @@ def main(cfg: DictConfig) -> float:
         if experiment.eval.cost_only:  # the cost report only: no data, training or accuracy
             from experiments.cost import write_cost_report
 
+            write_hydra_record(cfg, hc.runtime.output_dir)
             return float(write_cost_report(experiment, hc.runtime.output_dir)["energy_j"])
-        results = run(experiment, hc.runtime.output_dir)
+        output_dir = hc.runtime.output_dir
+        results = run(
+            experiment, output_dir, on_claimed=lambda: write_hydra_record(cfg, output_dir)
+        )
     except (ConfigError, DatasetNotFoundError) as err:
         # a user error, not a bug: the message (naming the key) without a traceback
         raise SystemExit(f"error: {err}") from None

@@ -36,6 +36,7 @@ from experiments.pipeline import (
     seed_everything,
     write_json_atomic,
 )
+from experiments.run import write_hydra_record
 
 __all__ = ["run_sensitivity", "search_seeds", "main"]
 
@@ -117,6 +118,7 @@ def main(cfg: DictConfig) -> None:
         del run_cfg["sensitivity"]
     try:
         exp = build(run_cfg, overrides=list(hc.overrides.task))
+        write_hydra_record(cfg, hc.runtime.output_dir)
         run_sensitivity(exp, hc.runtime.output_dir, **settings)
     except (ConfigError, DatasetNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None

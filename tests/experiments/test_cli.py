@@ -39,6 +39,20 @@ def test_single_run_writes_into_the_hydra_run_folder(tmp_path):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_a_refused_run_leaves_the_finished_runs_hydra_record(tmp_path):
+    run_dir = tmp_path / "run"
+    first = hydra_run(*TINY, f"paths.root_dir={tmp_path}", f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    record = {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()}
+    assert set(record) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    assert "adc.bits" not in record["overrides.yaml"]
+    refused = hydra_run(
+        *TINY, "adc.bits=4", f"paths.root_dir={tmp_path}", f"hydra.run.dir={run_dir}"
+    )
+    assert refused.returncode != 0 and "different run" in refused.stderr
+    assert {p.name: p.read_text() for p in (run_dir / ".hydra").iterdir()} == record
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
