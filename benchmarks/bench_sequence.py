@@ -2,6 +2,7 @@
 
 Usage:
     python -m benchmarks.bench_sequence [--threads 2] [--repeats 20] [--config default|ideal]
+                                        [--cases transformer,lstm,gru]
 
 Cases (eval mode, no_grad, default ``AnalogConfig()`` unless ``--config ideal``: PCM on 256x256
 tiles, 8-bit DAC and ADC, drift compensation, read noise once per drift time):
@@ -10,9 +11,12 @@ tiles, 8-bit DAC and ADC, drift compensation, read noise once per drift time):
   (converted: the attention projections and the feed-forward layers on tiles; torch runs its
   fused fast path, the analog layer cannot: its matrices are on tiles);
 - one ``nn.LSTM(256, 256)`` step: a sequence of length 1 at batch 64 from a given state;
-- a whole ``nn.LSTM(256, 256)`` sequence of 64 steps at batch 64.
+- a whole ``nn.LSTM(256, 256)`` sequence of 64 steps at batch 64;
+- the same two cases for ``nn.GRU(256, 256)``.
 
-Prints a Markdown table of median times and ratios (analog / torch).
+Each repeat times the torch module and then the analog one, back to back, so that both see the
+same load on a shared machine; the ratio is the median over repeats of these paired ratios.
+Prints a Markdown table of median times and that ratio (analog / torch).
 """
 
 from __future__ import annotations
@@ -27,35 +31,49 @@ from torch import nn
 import aimc
 
 
-def _time(module, inputs: tuple, repeats: int) -> float:
+def _once(module, inputs: tuple) -> float:
+    t = time.perf_counter()
+    module(*inputs)
+    return time.perf_counter() - t
+
+
+def _time_pair(digital, analog, inputs: tuple, repeats: int) -> tuple[float, float, float]:
+    """Median torch time, median analog time and median paired ratio (analog / torch)."""
     for _ in range(3):
-        module(*inputs)
-    times = []
+        digital(*inputs)
+        analog(*inputs)
+    t_d, t_a = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
-        module(*inputs)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        t_d.append(_once(digital, inputs))
+        t_a.append(_once(analog, inputs))
+    ratio = statistics.median(a / d for a, d in zip(t_a, t_d))
+    return statistics.median(t_d), statistics.median(t_a), ratio
 
 
-def cases(config: aimc.AnalogConfig):
+def cases(config: aimc.AnalogConfig, which: tuple[str, ...] = ("transformer", "lstm", "gru")):
     """``(name, torch module, analog module, call)`` of each timed case."""
     torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(256, 8, 1024, dropout=0.0, batch_first=True).eval()
-    x = torch.randn(32, 64, 256)
-    analog_layer = aimc.convert_to_analog(layer, config).eval()
-    lstm = nn.LSTM(256, 256).eval()
-    analog_lstm = aimc.convert_to_analog(lstm, config).eval()
+    out = []
+    if "transformer" in which:
+        layer = nn.TransformerEncoderLayer(256, 8, 1024, dropout=0.0, batch_first=True).eval()
+        x = torch.randn(32, 64, 256)
+        analog_layer = aimc.convert_to_analog(layer, config).eval()
+        aimc.calibrate(analog_layer, [x])
+        name = "TransformerEncoderLayer(256, 8, 1024), 32 x 64 tokens"
+        out.append((name, layer, analog_layer, (x,)))
     step = torch.randn(1, 64, 256)
-    state = (torch.randn(1, 64, 256) * 0.5, torch.randn(1, 64, 256))
     seq = torch.randn(64, 64, 256)
-    aimc.calibrate(analog_layer, [x])
-    aimc.calibrate(analog_lstm, [seq])
-    return [
-        ("TransformerEncoderLayer(256, 8, 1024), 32 x 64 tokens", layer, analog_layer, (x,)),
-        ("LSTM(256, 256) step, batch 64", lstm, analog_lstm, (step, state)),
-        ("LSTM(256, 256), 64 steps, batch 64", lstm, analog_lstm, (seq,)),
-    ]
+    h0, c0 = torch.randn(1, 64, 256) * 0.5, torch.randn(1, 64, 256)
+    for kind, cls, state in (("lstm", nn.LSTM, (h0, c0)), ("gru", nn.GRU, h0)):
+        if kind not in which:
+            continue
+        rnn = cls(256, 256).eval()
+        analog_rnn = aimc.convert_to_analog(rnn, config).eval()
+        aimc.calibrate(analog_rnn, [seq])
+        label = cls.__name__
+        out.append((f"{label}(256, 256) step, batch 64", rnn, analog_rnn, (step, state)))
+        out.append((f"{label}(256, 256), 64 steps, batch 64", rnn, analog_rnn, (seq,)))
+    return out
 
 
 def main() -> None:
@@ -63,6 +81,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--config", choices=("default", "ideal"), default="default")
+    parser.add_argument("--cases", default="transformer,lstm,gru", help="comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = aimc.AnalogConfig() if args.config == "default" else aimc.AnalogConfig.ideal()
@@ -70,10 +89,9 @@ def main() -> None:
     print("| case | torch (ms) | analog (ms) | ratio |")
     print("|---|---:|---:|---:|")
     with torch.no_grad():
-        for name, digital, analog, inputs in cases(config):
-            t_d = _time(digital, inputs, args.repeats)
-            t_a = _time(analog, inputs, args.repeats)
-            print(f"| {name} | {t_d * 1e3:.2f} | {t_a * 1e3:.2f} | {t_a / t_d:.2f}x |")
+        for name, digital, analog, inputs in cases(config, tuple(args.cases.split(","))):
+            t_d, t_a, ratio = _time_pair(digital, analog, inputs, args.repeats)
+            print(f"| {name} | {t_d * 1e3:.2f} | {t_a * 1e3:.2f} | {ratio:.2f}x |")
 
 
 if __name__ == "__main__":

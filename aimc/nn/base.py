@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from typing import Optional
 
 import torch
@@ -271,10 +272,16 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
         out: Optional[Tensor] = None,
     ) -> Tensor:
         """Partial sums ``p`` through the ADC and the accumulation (see :class:`Accumulate`)."""
-        gens = self.crossbar.generators("adc")
+        gens = self._adc_generators()
         kw = dict(in_lsb=in_lsb, observed=observed, defer_lsb=xsum is None)
         q, lsb = self.adc(p, dims["s"], gens, **kw)
         return self.accumulate(q, lsb, dims, scale, xsum, out)
+
+    def _adc_generators(self) -> Sequence[torch.Generator]:
+        """The ``"adc"`` streams of this read (none when the ADC draws no output noise: making
+        the generators is per-read work worth skipping in a time loop)."""
+        cfg = getattr(self.adc, "config", None)
+        return self.crossbar.generators("adc") if cfg is not None and cfg.noise > 0 else ()
 
     # ------------------------------------------------------------------ cost-model view
     @torch.no_grad()

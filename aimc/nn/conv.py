@@ -128,7 +128,7 @@ class _AnalogConvNd(AnalogLayerBase):
             rows = cols.view(pb, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
             rows = rows.reshape(pb * length, g.groups, g.in_rows)
             w, scale, rows = self.crossbar.split_reads(w, scale, rows)
-            p, in_lsb = self.adc.read(rows, w, self.crossbar.generators("adc"))
+            p, in_lsb = self.adc.read(rows, w, self._adc_generators())
             xsum = None
             if not self.crossbar.differential:
                 xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))

@@ -7,13 +7,14 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules import module as torch_module
 
 from aimc import functional as AF
 from aimc.config import AnalogConfig
 from aimc.nn.base import AnalogLayerBase
 from aimc.tile.geometry import TileGeometry
 
-__all__ = ["AnalogLinear"]
+__all__ = ["AnalogLinear", "StepReader"]
 
 
 class AnalogLinear(AnalogLayerBase, nn.Linear):
@@ -105,7 +106,7 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
     def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor) -> Tensor:
         rows = xq.unsqueeze(1)  # [M, groups=1, in_features]
         w, scale, rows = self.crossbar.split_reads(w, scale, rows)
-        p, in_lsb = self.adc.read(rows, w, self.crossbar.generators("adc"))
+        p, in_lsb = self.adc.read(rows, w, self._adc_generators())
         xsum = None
         if not self.crossbar.differential:
             xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
@@ -134,3 +135,81 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}"
         )
+
+    def step_reader(self) -> StepReader:
+        """A callable equal to calling this layer on ``(N, in_features)`` inputs, made for many
+        calls within one forward of an enclosing layer (a recurrent layer's hidden-to-hidden
+        reads, one per time step); see :class:`StepReader`."""
+        return StepReader(self)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling ``module`` runs anything besides its forward (hooks, a stand-in)."""
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+        or "forward" in vars(module)
+    )
+
+
+class StepReader:
+    """Repeated calls of one :class:`AnalogLinear` within one forward of an enclosing layer,
+    with the per-forward work done once.
+
+    The first call is an ordinary forward: it checks the input, reprograms weights changed
+    since programming, sets unset converter ranges and measures the drift compensation. When
+    the later calls can only repeat that work (eval under ``no_grad``, converter ranges set, no
+    calibration observer, no hooks on the layer and no stand-in forward), they run the read
+    alone: a new forward count (so seeded read and ADC noise draw what a plain call draws),
+    the crossbar read at the layer's read time, DAC, tiles, ADC, accumulation, the drift
+    compensation of the first call and the bias, without checking the weights and the input
+    again. Otherwise every call is a plain forward. Either way the outputs equal plain calls
+    exactly. Valid while the weights, ranges and read time stay as they are: within one
+    forward of the enclosing layer.
+
+    Examples:
+        >>> import aimc
+        >>> layer = AnalogLinear(8, 3, config=aimc.AnalogConfig()).eval()
+        >>> read = layer.step_reader()
+        >>> with torch.no_grad():
+        ...     h = torch.ones(2, 8)
+        ...     first, second = read(h), read(h)
+        >>> torch.equal(first, second)
+        True
+    """
+
+    __slots__ = ("layer", "_lean", "_t", "_comp")
+
+    def __init__(self, layer: AnalogLinear) -> None:
+        self.layer = layer
+        self._lean: Optional[bool] = None  # decided after the first call
+        self._t = 0.0
+        self._comp = None
+
+    def _can_skip_checks(self) -> bool:
+        layer = self.layer
+        if layer.training or torch.is_grad_enabled() or _hooked(layer):
+            return False
+        return not (layer.observing or layer.uncalibrated or torch.jit.is_tracing())
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not self._lean:
+            y = self.layer(x)
+            if self._lean is None:
+                self._lean = self._can_skip_checks()
+                if self._lean:
+                    self._t = self.layer.crossbar.t_s
+                    self._comp = self.layer._compensation(self._t)
+            return y
+        layer, crossbar = self.layer, self.layer.crossbar
+        crossbar.begin_draw()
+        w = crossbar.read(self._t)
+        drive = layer.dac(x)
+        y = layer._tiles_forward(drive.x, w, crossbar.weight_scale)
+        y = layer.accumulate.planes(y, drive.plane_weights)
+        comp = self._comp
+        if isinstance(comp, Tensor):
+            comp = layer._place_columns(comp, y)
+        return layer._add_bias(layer.accumulate.rescale(y, drive.range, comp))

@@ -47,30 +47,37 @@ State = tuple[Tensor, ...]
 
 
 # ---------------------------------------------------------------------------------- cell math
-def _recur(hh: AnalogLinear, h: Tensor, zero: bool) -> Tensor:
-    """``W_hh h + b_hh``; a known all-zero state (no ``hx`` given, first step) skips the read:
-    the product is exactly zero, a chip would not run it, and an all-zero batch must not set
-    the tile layer's DAC range."""
+Read = Callable[[Tensor], Tensor]  # an AnalogLinear, or its StepReader inside a time loop
+
+
+def _recur(hh: AnalogLinear, read: Read, h: Tensor, zero: bool) -> Tensor:
+    """``W_hh h + b_hh`` read by ``read`` (``hh`` or its step reader); a known all-zero state
+    (no ``hx`` given, first step) skips the read: the product is exactly zero, a chip would not
+    run it, and an all-zero batch must not set the tile layer's DAC range."""
     if not zero:
-        return hh(h)
+        return read(h)
     if hh.bias is not None:
         return hh.bias.expand(h.shape[0], -1)
     return h.new_zeros(h.shape[0], hh.out_features)
 
 
-def _lstm_step(gi: Tensor, state: State, hh, hr: Optional[AnalogLinear], zero: bool) -> State:
+def _lstm_step(
+    gi: Tensor, state: State, hh: AnalogLinear, read: Read, proj: Optional[Read], zero: bool
+) -> State:
     h, c = state
-    i, f, g, o = (gi + _recur(hh, h, zero)).chunk(4, dim=-1)
+    i, f, g, o = (gi + _recur(hh, read, h, zero)).chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
-    if hr is not None:
-        h = hr(h)
+    if proj is not None:
+        h = proj(h)
     return h, c
 
 
-def _gru_step(gi: Tensor, state: State, hh: AnalogLinear, hr: None, zero: bool) -> State:
+def _gru_step(
+    gi: Tensor, state: State, hh: AnalogLinear, read: Read, proj: None, zero: bool
+) -> State:
     (h,) = state
-    gh = _recur(hh, h, zero)
+    gh = _recur(hh, read, h, zero)
     i_r, i_z, i_n = gi.chunk(3, dim=-1)
     h_r, h_z, h_n = gh.chunk(3, dim=-1)
     r = torch.sigmoid(i_r + h_r)
@@ -80,8 +87,10 @@ def _gru_step(gi: Tensor, state: State, hh: AnalogLinear, hr: None, zero: bool) 
 
 
 def _rnn_step(act: Callable[[Tensor], Tensor]):
-    def step(gi: Tensor, state: State, hh: AnalogLinear, hr: None, zero: bool) -> State:
-        return (act(gi + _recur(hh, state[0], zero)),)
+    def step(
+        gi: Tensor, state: State, hh: AnalogLinear, read: Read, proj: None, zero: bool
+    ) -> State:
+        return (act(gi + _recur(hh, read, state[0], zero)),)
 
     return step
 
@@ -109,7 +118,16 @@ class _AnalogRNNBase(AnalogContainer):
                     tiles.append((f"hr_{k}", getattr(self, f"weight_hr_{k}"), None))
         self._init_tiles(config, tiles)
 
-    def _step(self, gi: Tensor, state: State, hh: AnalogLinear, hr, zero: bool) -> State:
+    def _step(
+        self,
+        gi: Tensor,
+        state: State,
+        hh: AnalogLinear,
+        read: Read,
+        proj: Optional[Read],
+        zero: bool,
+    ) -> State:
+        """One time step: ``W_hh`` on tiles ``hh`` read by ``read``, ``proj`` the projection."""
         raise NotImplementedError
 
     def _state_sizes(self) -> tuple[int, ...]:
@@ -270,13 +288,16 @@ class _AnalogRNNBase(AnalogContainer):
         zero: bool,
     ) -> tuple[Tensor, State]:
         gi = ih(x)  # the input products of every step: one batch of MVMs
+        # one tile read per step, the per-forward work (checks, compensation) done once
+        read = hh.step_reader()
+        proj = None if hr is None else hr.step_reader()
         outs: list[Optional[Tensor]] = [None] * len(steps)
         order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
         for t in order:
             b, o = steps[t], offsets[t]
             full = b == state[0].shape[0]
             part = state if full else tuple(s[:b] for s in state)
-            new = self._step(gi[o : o + b], part, hh, hr, zero)
+            new = self._step(gi[o : o + b], part, hh, read, proj, zero)
             zero = False  # only the first step starts from the all-zero state
             outs[t] = new[0]
             # sequences that ended (forward) or have not started (reverse) keep their state
@@ -347,8 +368,8 @@ class AnalogLSTM(_AnalogRNNBase, nn.LSTM):
     def _state_sizes(self) -> tuple[int, ...]:
         return (self.proj_size or self.hidden_size, self.hidden_size)
 
-    def _step(self, gi, state, hh, hr, zero):
-        return _lstm_step(gi, state, hh, hr, zero)
+    def _step(self, gi, state, hh, read, proj, zero):
+        return _lstm_step(gi, state, hh, read, proj, zero)
 
 
 class AnalogGRU(_AnalogRNNBase, nn.GRU):
@@ -383,8 +404,8 @@ class AnalogGRU(_AnalogRNNBase, nn.GRU):
         )
         self._init_recurrent(config)
 
-    def _step(self, gi, state, hh, hr, zero):
-        return _gru_step(gi, state, hh, None, zero)
+    def _step(self, gi, state, hh, read, proj, zero):
+        return _gru_step(gi, state, hh, read, None, zero)
 
 
 class AnalogRNN(_AnalogRNNBase, nn.RNN):
@@ -421,8 +442,8 @@ class AnalogRNN(_AnalogRNNBase, nn.RNN):
         )
         self._init_recurrent(config)
 
-    def _step(self, gi, state, hh, hr, zero):
-        return _rnn_step(_activation(self.nonlinearity))(gi, state, hh, None, zero)
+    def _step(self, gi, state, hh, read, proj, zero):
+        return _rnn_step(_activation(self.nonlinearity))(gi, state, hh, read, None, zero)
 
 
 # ---------------------------------------------------------------------------------- cells
@@ -521,7 +542,7 @@ class AnalogLSTMCell(_AnalogCellBase, nn.LSTMCell):
         self._init_cell(config)
 
     def _step(self, gi, state, zero):
-        return _lstm_step(gi, state, self.hh, None, zero)
+        return _lstm_step(gi, state, self.hh, self.hh, None, zero)
 
 
 class AnalogGRUCell(_AnalogCellBase, nn.GRUCell):
@@ -542,7 +563,7 @@ class AnalogGRUCell(_AnalogCellBase, nn.GRUCell):
         self._init_cell(config)
 
     def _step(self, gi, state, zero):
-        return _gru_step(gi, state, self.hh, None, zero)
+        return _gru_step(gi, state, self.hh, self.hh, None, zero)
 
 
 class AnalogRNNCell(_AnalogCellBase, nn.RNNCell):
@@ -566,4 +587,4 @@ class AnalogRNNCell(_AnalogCellBase, nn.RNNCell):
         self._init_cell(config)
 
     def _step(self, gi, state, zero):
-        return _rnn_step(_activation(self.nonlinearity))(gi, state, self.hh, None, zero)
+        return _rnn_step(_activation(self.nonlinearity))(gi, state, self.hh, self.hh, None, zero)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from aimc import functional as AF
 from aimc.tile.checkpoint import LAYOUT_FIELDS, check_layout, device_state_keys
-from aimc.tile.fingerprint import weight_fingerprint
+from aimc.tile.fingerprint import same_weights, weight_fingerprint
 from aimc.tile.geometry import TileGeometry
 from aimc.tile.seeds import DrawStreams
 from aimc.tile.stage import Stage
@@ -170,7 +170,7 @@ class Crossbar(DrawStreams, TrainNoise, Stage):
         ref, w = self._programmed_weight, weight.detach()
         if ref is not None and ref.shape == w.shape and ref.dtype == w.dtype:
             if ref.device == w.device:
-                return torch.equal(ref, w)
+                return same_weights(ref, w)
         if torch.equal(weight_fingerprint(w), self.fingerprint.to(w.device)):
             self._programmed_weight = w.clone()
             return True

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["weight_fingerprint"]
+__all__ = ["same_weights", "weight_fingerprint"]
+
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
+
+
+def same_weights(a: Tensor, b: Tensor) -> bool:
+    """``torch.equal`` of two tensors of one shape, dtype and device. On the CPU numpy's
+    comparison, with the same semantics and several times faster there (it runs before every
+    eval read of every layer).
+
+    Examples:
+        >>> same_weights(torch.zeros(2), -torch.zeros(2))
+        True
+    """
+    if a.device.type == "cpu" and a.dtype in _NUMPY_DTYPES:
+        return bool(np.array_equal(a.numpy(), b.numpy()))
+    return torch.equal(a, b)
 
 
 def weight_fingerprint(weight: Tensor) -> Tensor:

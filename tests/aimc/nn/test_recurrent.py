@@ -13,6 +13,7 @@ import aimc
 from aimc.nn import (
     AnalogGRU,
     AnalogGRUCell,
+    AnalogLinear,
     AnalogLSTM,
     AnalogLSTMCell,
     AnalogRNN,
@@ -232,3 +233,87 @@ def test_conversion_without_programming_leaves_the_tiles_unprogrammed():
     assert not any(layer.programmed for _, layer in aimc.analog_layers(analog))
     programmed = aimc.convert_to_analog(model, aimc.AnalogConfig())
     assert all(layer.programmed for _, layer in aimc.analog_layers(programmed))
+
+
+_STEP_CONFIGS = {
+    "default": aimc.AnalogConfig(),
+    "read and ADC noise per read": aimc.AnalogConfig(
+        read_noise="forward", adc=aimc.ADCConfig(bits=6, noise=0.02)
+    ),
+    "offset, partial rows, bit-serial per-sample DAC, column compensation": aimc.AnalogConfig(
+        tile=aimc.TileConfig(rows=16, cols=32, parallel_rows=4),
+        dac=aimc.DACConfig(bits=4, range_mode="dynamic", bit_serial=True),
+        mapping=aimc.MappingConfig(encoding="offset"),
+        drift_compensation_mode="column",
+    ),
+}
+
+
+def _count_tile_forwards(monkeypatch) -> dict[nn.Module, int]:
+    counts: dict[nn.Module, int] = {}
+    forward = AnalogLinear.forward
+
+    def counting(self, x):
+        counts[self] = counts.get(self, 0) + 1
+        return forward(self, x)
+
+    monkeypatch.setattr(AnalogLinear, "forward", counting)
+    return counts
+
+
+@pytest.mark.parametrize("cfg", list(_STEP_CONFIGS.values()), ids=list(_STEP_CONFIGS))
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+def test_time_loop_reads_equal_plain_tile_calls(cls, cfg, monkeypatch):
+    """After its first read of a forward, the time loop reads W_hh (and W_hr) without redoing
+    the per-forward work; outputs, states and the noise streams equal plain calls exactly."""
+    torch.manual_seed(0)
+    kw = {"proj_size": 3} if cls is nn.LSTM else {}
+    digital = cls(5, 7, 2, bidirectional=True, **kw).eval()
+    x, lengths = torch.randn(6, 3, 5), torch.tensor([6, 2, 4])
+    models = []
+    for _ in range(2):
+        model = nn.Sequential()
+        model.add_module("rnn", aimc.convert_to_analog(digital, cfg))
+        aimc.calibrate(model, [x])
+        aimc.drift(model, 3600.0)
+        models.append(model.eval())
+    fast, plain = models
+    for _, layer in aimc.analog_layers(plain):  # a hook: every read is a plain call
+        layer.register_forward_hook(lambda module, args, out: None)
+    counts = _count_tile_forwards(monkeypatch)
+    outs = []
+    with torch.no_grad():
+        for model in (fast, plain):
+            packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+            runs = [model(x), model(x), model[0](packed)]
+            outs.append([torch.cat([o.flatten() for o in _flat(r)]) for r in runs])
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+    for (name, a), (_, b) in zip(aimc.analog_layers(fast), aimc.analog_layers(plain)):
+        assert a.crossbar.state_dict()["draws"] == b.crossbar.state_dict()["draws"], name
+    # one plain call per forward (the first read), then reads without the per-forward work
+    assert counts[fast.rnn.hh_l1_reverse] == 3
+    assert counts[plain.rnn.hh_l1_reverse] == 3 * 5
+
+
+def _flat(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if hasattr(value, "data") and isinstance(value.data, torch.Tensor):
+        return [value.data]
+    return [t for v in value for t in _flat(v)]
+
+
+@pytest.mark.filterwarnings("ignore:.*backward through an eval forward")
+def test_time_loop_with_gradients_makes_plain_calls(monkeypatch):
+    torch.manual_seed(0)
+    lstm = AnalogLSTM(4, 6, config=aimc.AnalogConfig()).eval()
+    x = torch.randn(5, 3, 4)
+    aimc.calibrate(lstm, [x])
+    counts = _count_tile_forwards(monkeypatch)
+    xg = x.clone().requires_grad_()
+    lstm(xg)[0].sum().backward()  # eval with autograd on: the input gets its gradient
+    assert xg.grad is not None and counts[lstm.hh_l0] == 4
+    with torch.no_grad():
+        lstm(x)
+    assert counts[lstm.hh_l0] == 4 + 1
