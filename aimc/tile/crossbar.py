@@ -18,7 +18,7 @@ from torch import Tensor
 
 from aimc import functional as AF
 from aimc.tile.checkpoint import LAYOUT_FIELDS, check_layout, device_state_keys
-from aimc.tile.fingerprint import same_weights, weight_fingerprint
+from aimc.tile.fingerprint import edit_fingerprint, weight_fingerprint
 from aimc.tile.geometry import TileGeometry
 from aimc.tile.seeds import DrawStreams
 from aimc.tile.stage import Stage
@@ -77,7 +77,7 @@ class Crossbar(DrawStreams, TrainNoise, Stage):
         self._draws = 0  # the Python mirror of ``draws`` (no device sync per forward)
         self._draw_key: tuple[int, ...] = (0,)
         self._state_keys: tuple[str, ...] = ()
-        self._programmed_weight: Optional[Tensor] = None  # the weights on the tiles
+        self._edit_fp: Optional[Tensor] = None  # edit_fingerprint of the weights on the tiles
         self._cache: dict[Any, Any] = {}
         self._gens: dict[str, torch.Generator] = {}
 
@@ -154,25 +154,24 @@ class Crossbar(DrawStreams, TrainNoise, Stage):
         self.weight_scale.copy_(self._live(matrix, scale, self.config.mapping, self.geometry))
         self.t_bits.copy_(_f64_bits(0.0))
         self.fingerprint.copy_(weight_fingerprint(weight))
-        self._programmed_weight = weight.detach().clone()
+        self._edit_fp = edit_fingerprint(weight)
         self._draws, self._draw_key = 0, (0,)
         self._cache.clear()
 
     def holds(self, weight: Tensor) -> bool:
         """Whether the tiles hold ``weight`` as it is now (else it must be reprogrammed).
 
-        Compared element by element with the weights programmed (one pass, and a copy of the
-        weights kept beside the device state), so every edit counts, in place or through
-        ``.data`` (which bumps no version counter), a permutation included. A copy or a
-        reloaded layer first checks the persistent fingerprint."""
+        One pass over the weights (:func:`~aimc.tile.fingerprint.edit_fingerprint`, no copy of
+        them kept): every edit of one element (one ulp included) and every exchange of two
+        unequal elements is noticed, in place or through ``.data`` (which bumps no version
+        counter). A reload or a move first checks the persistent fingerprint."""
         if not self.programmed:
             return False
-        ref, w = self._programmed_weight, weight.detach()
-        if ref is not None and ref.shape == w.shape and ref.dtype == w.dtype:
-            if ref.device == w.device:
-                return same_weights(ref, w)
-        if torch.equal(weight_fingerprint(w), self.fingerprint.to(w.device)):
-            self._programmed_weight = w.clone()
+        ref = self._edit_fp
+        if ref is not None and ref.device == weight.device:
+            return torch.equal(ref, edit_fingerprint(weight))
+        if torch.equal(weight_fingerprint(weight), self.fingerprint.to(weight.device)):
+            self._edit_fp = edit_fingerprint(weight)
             return True
         return False
 
@@ -292,15 +291,10 @@ class Crossbar(DrawStreams, TrainNoise, Stage):
         super().forget()
         self._cache.clear()
         self._gens.clear()
-        self._programmed_weight = None
+        self._edit_fp = None
 
     def _derived(self) -> tuple[str, ...]:
         return ("_scalars", "_cache", "_gens")
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state["_programmed_weight"] = None  # copies check the fingerprint once instead
-        return state
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         self.draws.fill_(self._draws)
