@@ -13,6 +13,7 @@ its qualified name (``encoder.layers.0.self_attn.in_proj``, ``lstm.hh_l0``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
@@ -176,6 +177,28 @@ class AnalogContainer(nn.Module):
         """Read every tile layer ``t_s`` seconds after programming from now on."""
         for _, tile in self.tile_layers():
             tile.drift_to(t_s)
+
+    @contextlib.contextmanager
+    def hold_noise(self) -> Iterator[None]:
+        """Inside the block every tile layer trains with one weight-noise draw (see
+        :meth:`~aimc.tile.train_noise.TrainNoise.hold_noise`): physically each matrix is one
+        programmed array, read at every call. The recurrent layers hold it over each forward;
+        wrap a loop over an analog cell's time steps in it for the same.
+
+        Examples:
+            >>> import torch, aimc
+            >>> cfg = aimc.AnalogConfig(training=aimc.TrainingConfig(
+            ...     hardware_aware=True, weight_noise="gaussian", weight_noise_std=0.1))
+            >>> cell = aimc.nn.AnalogGRUCell(4, 8, config=cfg).train()
+            >>> x, h = torch.randn(5, 2, 4), torch.zeros(2, 8)
+            >>> with cell.hold_noise():
+            ...     for x_t in x:
+            ...         h = cell(x_t, h)
+        """
+        with contextlib.ExitStack() as stack:
+            for _, tile in self.tile_layers():
+                stack.enter_context(tile.crossbar.hold_noise())
+            yield
 
     def _runs_digital(self) -> bool:
         """Training without hardware-aware tiles: torch's own forward (identical numerics)."""

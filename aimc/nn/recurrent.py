@@ -18,6 +18,13 @@ Why two tile sets rather than one array holding ``[W_ih W_hh]``:
 The price: each step converts the ``gates`` outputs twice (once per tile set) and adds the two
 digitally, which the cost report counts. Training forwards are torch's own unless
 ``config.training.hardware_aware``; eval forwards read the tiles at every time step.
+
+Each weight matrix is one programmed array read at every time step, so a hardware-aware
+training forward draws its weight noise once per forward of the layer and keeps it over the
+sequence (:meth:`~aimc.nn.composite.AnalogContainer.hold_noise`), as a feed-forward layer gets
+one draw per forward; a new forward draws anew. Eval forwards read the programmed devices (read
+noise per read, or per drift time, as configured). Inside one eval forward, every step after
+the first reads ``W_hh`` without redoing the per-forward work (:class:`~aimc.nn.linear.StepReader`).
 """
 
 from __future__ import annotations
@@ -158,7 +165,8 @@ class _AnalogRNNBase(AnalogContainer):
         if self._runs_digital():
             return self._FLOAT_MODULE.forward(self, input, hx)
         self._auto_calibrate(lambda: self._analog_forward(input, hx))
-        return self._analog_forward(input, hx)
+        with self.hold_noise():  # each W is one array read at every step: one noise draw
+            return self._analog_forward(input, hx)
 
     def _analog_forward(self, input, hx):
         packed = isinstance(input, PackedSequence)
@@ -502,10 +510,18 @@ class _AnalogCellBase(AnalogContainer):
                         f"{self.layer_name}: hidden state must have shape "
                         f"{(x.shape[0], self.hidden_size)}, got {tuple(s.shape)}"
                     )
-        new = self._step(self.ih(x), states, hx is None)
+        new = self._step(self.ih(x), states, hx is None or self._unset_and_zero(states[0]))
         if not batched:
             new = tuple(s.squeeze(0) for s in new)
         return new if self._n_states > 1 else new[0]
+
+    def _unset_and_zero(self, h: Tensor) -> bool:
+        """An all-zero hidden state given to a ``hh`` tile layer that has no input range yet
+        (or is calibrating): skip the read as for ``hx=None`` (the product is exactly zero),
+        so a loop over the cell that starts from zeros does not range ``hh`` on zeros."""
+        if not (self.hh.uncalibrated or self.hh.observing):
+            return False
+        return not bool(h.detach().any())
 
     def extra_repr(self) -> str:
         return f"{self._FLOAT_MODULE.extra_repr(self)}, {self._analog_repr()}"

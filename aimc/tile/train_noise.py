@@ -9,18 +9,26 @@ and adds ``TrainingConfig.weight_noise`` drawn fresh per forward, as a detached 
   programming (programming noise, drift, read noise), drift-compensated by the eval forward's
   rule, scaled by ``device_noise_scale``.
 
+A layer read several times within one forward of a model (the hidden-to-hidden matrix of a
+recurrent layer at every time step, a packed attention projection for query, key and value)
+is one programmed array read again and again, so its noise must not change between those
+reads: inside :meth:`TrainNoise.hold_noise` every train read takes the block's first draw.
+
 :class:`TrainNoise` is the part of :class:`~aimc.tile.crossbar.Crossbar` that draws them (kept
 in its own file; it uses the crossbar's mapping, device facts and ``"train"`` stream).
 """
 
 from __future__ import annotations
 
+import contextlib
 import zlib
+from collections.abc import Iterator
 from typing import Any, Optional
 
 import torch
 from torch import Tensor
 
+from aimc.tile.fingerprint import same_weights
 from aimc.tile.seeds import mix_seed
 
 __all__ = ["TrainNoise"]
@@ -37,6 +45,35 @@ class TrainNoise:
 
     _train_draws: int = 0  # train-noise draws so far (keeps reseeded draws fresh)
     _train_gen: Optional[torch.Generator] = None
+    _held: Optional[list] = None  # inside hold_noise: [] or [(w, delta, factor, comp)]
+
+    @contextlib.contextmanager
+    def hold_noise(self) -> Iterator[None]:
+        """Inside the block, every train read uses one weight-noise draw: the first read draws
+        it (from the ``"train"`` stream, as an unheld read would), later reads of the same
+        weights reuse it; weights that changed meanwhile draw anew. One programmed array read
+        several times within one forward (a recurrent layer's time steps) sees one device draw,
+        as a feed-forward layer does per forward. A block inside a block uses the outer one's
+        draw. Eval reads are not affected (they read the programmed devices).
+
+        Examples:
+            >>> import aimc
+            >>> cfg = aimc.AnalogConfig(training=aimc.TrainingConfig(
+            ...     hardware_aware=True, weight_noise="gaussian", weight_noise_std=0.1))
+            >>> layer = aimc.nn.AnalogLinear(4, 2, config=cfg).train()
+            >>> x = torch.ones(1, 4)
+            >>> with layer.crossbar.hold_noise():
+            ...     torch.equal(layer(x), layer(x))
+            True
+        """
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            self._held = None
 
     def train_read(self, matrix: Tensor, drift_gain=None) -> tuple[Tensor, Tensor, Any]:
         """``(w, scale, compensation)``: the normalized tile weights a train forward computes
@@ -72,8 +109,12 @@ class TrainNoise:
         tc = self.config.training
         if tc.weight_noise == "none":
             return w, None
+        held = self._held
+        if held and held[0][0].shape == w.shape and same_weights(held[0][0], w.detach()):
+            _, delta, factor, comp = held[0]
+            return self._noisy(w, delta, factor, comp)
         gen = self._train_generator()
-        factor = None
+        factor = comp = None
         with torch.no_grad():
             if tc.weight_noise == "gaussian":
                 delta = torch.randn(w.shape, generator=gen, device=w.device, dtype=w.dtype)
@@ -84,6 +125,13 @@ class TrainNoise:
                 delta = w_read * factor - w.detach() if factor is not None else w_read - w.detach()
                 if tc.device_noise_scale != 1.0:
                     delta.mul_(tc.device_noise_scale)
+        comp = comp if factor is not None else None  # a factor of None: nothing to undo
+        if held is not None:
+            held[:] = [(w.detach(), delta, factor, comp)]
+        return self._noisy(w, delta, factor, comp)
+
+    @staticmethod
+    def _noisy(w: Tensor, delta: Tensor, factor: Any, comp: Any) -> tuple[Tensor, Any]:
         if factor is None:
             return w + delta, None
         return (w + delta) / factor, comp

@@ -231,3 +231,25 @@ def test_cost_report_prices_projections_as_mvms_and_attention_products_as_digita
     assert sdpa.energy_j > 0
     # no side effect: the estimate neither calibrated nor programmed anything
     assert float(analog.layers[0].self_attn.in_proj.dac.range) == 0.0
+
+
+def test_training_reads_of_the_packed_projection_share_one_noise_draw(monkeypatch):
+    """Query, key and value through ``in_proj`` are three reads of one array: one draw."""
+    tc = aimc.TrainingConfig(hardware_aware=True, weight_noise="gaussian", weight_noise_std=0.05)
+    attn = AnalogMultiheadAttention(8, 2, config=aimc.AnalogConfig(training=tc)).train()
+    reads = []
+    train_read = type(attn.in_proj.crossbar).train_read
+
+    def recording(self, matrix, drift_gain=None):
+        out = train_read(self, matrix, drift_gain)
+        if self is attn.in_proj.crossbar:
+            reads.append(out[0].detach().clone())
+        return out
+
+    monkeypatch.setattr(type(attn.in_proj.crossbar), "train_read", recording)
+    (q, k, v), _ = _inputs(False, None, self_attn=False)
+    attn(q, k, v)[0].sum().backward()
+    assert len(reads) == 3 and all(torch.equal(w, reads[0]) for w in reads)
+    attn(q, k, v)
+    assert not torch.equal(reads[3], reads[0])
+    assert attn.in_proj_weight.grad.abs().sum() > 0

@@ -19,6 +19,7 @@ from aimc.nn import (
     AnalogRNN,
     AnalogRNNCell,
 )
+from aimc.tile.crossbar import Crossbar
 
 IDEAL = aimc.AnalogConfig.ideal()
 COARSE = aimc.AnalogConfig(device="ideal", dac=aimc.DACConfig(bits=2), adc=aimc.ADCConfig(bits=2))
@@ -317,3 +318,96 @@ def test_time_loop_with_gradients_makes_plain_calls(monkeypatch):
     with torch.no_grad():
         lstm(x)
     assert counts[lstm.hh_l0] == 4 + 1
+
+
+_HWA = aimc.AnalogConfig(
+    training=aimc.TrainingConfig(
+        hardware_aware=True, weight_noise="gaussian", weight_noise_std=0.05
+    ),
+    seed=3,
+)
+
+
+def _record_train_reads(monkeypatch) -> list[tuple[nn.Module, torch.Tensor]]:
+    """Every train read's noisy tile weights, with the crossbar that made it."""
+    reads: list[tuple[nn.Module, torch.Tensor]] = []
+    train_read = Crossbar.train_read
+
+    def recording(self, matrix, drift_gain=None):
+        w, scale, comp = train_read(self, matrix, drift_gain)
+        reads.append((self, w.detach().clone()))
+        return w, scale, comp
+
+    monkeypatch.setattr(Crossbar, "train_read", recording)
+    return reads
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "device"])
+def test_training_noise_is_one_draw_per_forward_held_over_the_sequence(noise, monkeypatch):
+    tc = aimc.TrainingConfig(hardware_aware=True, weight_noise=noise, weight_noise_std=0.05)
+    cfg = aimc.AnalogConfig(training=tc, seed=3)
+    torch.manual_seed(0)
+    digital = nn.LSTM(4, 6)
+    x = torch.randn(5, 2, 4)
+    reads = _record_train_reads(monkeypatch)
+    runs = []
+    for _ in range(2):  # two models from one seed
+        lstm = AnalogLSTM.from_digital(digital, cfg).train()
+        hh = lstm.hh_l0.crossbar
+        per_forward = []
+        for _ in range(2):
+            reads.clear()
+            out, _ = lstm(x)
+            out.sum().backward()  # gradients flow through the held draw
+            steps = [w for crossbar, w in reads if crossbar is hh]
+            assert len(steps) == 4  # every step after the all-zero state
+            for w in steps[1:]:
+                assert torch.equal(w, steps[0])  # one draw over the sequence
+            per_forward.append(steps[0])
+        assert not torch.equal(per_forward[0], per_forward[1])  # a new forward draws anew
+        assert lstm.weight_hh_l0.grad.abs().sum() > 0
+        runs.append(per_forward)
+    for a, b in zip(*runs):  # seeded: the same draws again
+        assert torch.equal(a, b)
+
+
+def test_held_noise_nests_and_follows_changed_weights(monkeypatch):
+    cell = AnalogGRUCell(4, 6, config=_HWA).train()
+    x, h = torch.randn(3, 2, 4), torch.zeros(2, 6)
+    reads = _record_train_reads(monkeypatch)
+    hh = cell.hh.crossbar
+
+    def hh_reads():
+        return [w for crossbar, w in reads if crossbar is hh]
+
+    for x_t in x:  # a plain loop over a cell: a draw per call (none for the zero state)
+        h = cell(x_t, h)
+    free = hh_reads()
+    assert len(free) == 2 and not torch.equal(free[0], free[1])
+    reads.clear()
+    draws = hh._train_draws
+    with cell.hold_noise():
+        for x_t in x:
+            with cell.hold_noise():  # a block inside a block keeps the outer draw
+                h = cell(x_t, h)
+        held = hh_reads()
+        assert len(held) == 3 and all(torch.equal(w, held[0]) for w in held)
+        assert hh._train_draws == draws + 1
+        with torch.no_grad():
+            cell.weight_hh[0, 0] += 1.0  # changed weights: a new draw
+        cell(x[0], h)
+        assert hh._train_draws == draws + 2
+    cell(x[0], h)  # after the block: a draw per call again
+    assert hh._train_draws == draws + 3
+
+
+def test_a_cell_loop_from_zeros_ranges_hh_on_the_first_nonzero_state():
+    torch.manual_seed(0)
+    cell = AnalogLSTMCell(4, 6, config=aimc.AnalogConfig()).eval()
+    x = torch.randn(3, 2, 4)
+    h = (torch.zeros(2, 6), torch.zeros(2, 6))
+    with torch.no_grad():
+        for t, x_t in enumerate(x):  # the first step's all-zero state: no read, no range
+            h = cell(x_t, h)
+            assert (float(cell.hh.dac.range) > 0) == (t > 0)
+    assert float(cell.hh.dac.range) > 0
