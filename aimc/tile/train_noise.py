@@ -28,7 +28,6 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from aimc.tile.fingerprint import same_weights
 from aimc.tile.seeds import mix_seed
 
 __all__ = ["TrainNoise"]
@@ -110,7 +109,7 @@ class TrainNoise:
         if tc.weight_noise == "none":
             return w, None
         held = self._held
-        if held and held[0][0].shape == w.shape and same_weights(held[0][0], w.detach()):
+        if held and held[0][0].shape == w.shape and torch.equal(held[0][0], w.detach()):
             _, delta, factor, comp = held[0]
             return self._noisy(w, delta, factor, comp)
         gen = self._train_generator()
