@@ -31,17 +31,8 @@ def full_tile_geometry(config: AnalogConfig) -> Any:
     """The geometry of one tile filled with weights (one group, one row and column tile)."""
     from aimc.tile.geometry import TileGeometry  # deferred: aimc.tile imports aimc
 
-    tile, mapping = config.tile, config.mapping
-    return TileGeometry(
-        groups=1,
-        in_rows=tile.rows,
-        out_cols=tile.cols // mapping.cols_per_weight,
-        rows=tile.rows,
-        cols=tile.cols,
-        slices=mapping.slices,
-        cols_per_weight=mapping.cols_per_weight,
-        cycles=config.dac.cycles,
-    )
+    out_cols = config.tile.cols // config.mapping.cols_per_weight
+    return TileGeometry.for_config(config, 1, config.tile.rows, out_cols)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from aimc.nn.base import (
     deferred_programming,
     name_seed,
 )
+from aimc.nn.conversion import TorchAoNames
 from aimc.nn.linear import AnalogLinear
 
 __all__ = ["AnalogContainer"]
@@ -50,7 +51,7 @@ def _forgive_alias_keys(module: nn.Module, incompatible_keys: Any) -> None:
                 missing.remove(key)
 
 
-class AnalogContainer(nn.Module):
+class AnalogContainer(TorchAoNames, nn.Module):
     """Base of the analog layers made of tile layers (not used directly).
 
     Subclasses call :meth:`_init_tiles` after torch's ``__init__`` with ``(tile name, weight,
@@ -149,23 +150,12 @@ class AnalogContainer(nn.Module):
         layer.train(module.training)
         return layer
 
-    @classmethod
-    def from_float(
-        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
-    ):
-        """Alias of :meth:`from_digital` (the torch.ao name)."""
-        return cls.from_digital(module, config, seed)
-
     def to_digital(self) -> nn.Module:
         """The plain torch module with this layer's hyper-parameters and parameters."""
         w = next(self.parameters())
         module = self._FLOAT_MODULE(**self._ctor_kwargs(self), device=w.device, dtype=w.dtype)
         _copy_named_parameters(self, module)
         return module.train(self.training)
-
-    def to_float(self) -> nn.Module:
-        """Alias of :meth:`to_digital` (the torch.ao name)."""
-        return self.to_digital()
 
     # ------------------------------------------------------------------ the tiles
     def program(self, seed: Optional[int] = None) -> None:

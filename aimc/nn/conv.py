@@ -22,7 +22,7 @@ from aimc.tile.geometry import TileGeometry
 
 __all__ = ["AnalogConv1d", "AnalogConv2d"]
 
-_PAD_MODES = {
+PAD_MODES = {  # torch's padding_mode -> F.pad's mode
     "zeros": "constant",
     "reflect": "reflect",
     "replicate": "replicate",
@@ -46,17 +46,8 @@ class _AnalogConvNd(AnalogLayerBase):
         row_block = min(cfg.tile.rows, k_rows)
         if cfg.mapping.conv_alignment == "channel" and kk <= cfg.tile.rows:
             row_block = min(cin_g, cfg.tile.rows // kk) * kk  # whole channels per row tile
-        geometry = TileGeometry(
-            groups=self.groups,
-            in_rows=k_rows,
-            out_cols=self.out_channels // self.groups,
-            rows=cfg.tile.rows,
-            cols=cfg.tile.cols,
-            slices=cfg.mapping.slices,
-            cols_per_weight=cfg.mapping.cols_per_weight,
-            cycles=cfg.dac.cycles,
-            row_block=row_block,
-        )
+        out_cols = self.out_channels // self.groups
+        geometry = TileGeometry.for_config(cfg, self.groups, k_rows, out_cols, row_block)
         self._init_analog(cfg, geometry)
 
     # 2-d views of the conv hyper-parameters
@@ -102,7 +93,7 @@ class _AnalogConvNd(AnalogLayerBase):
             return x, self._two(self.padding, fill=0)
         pad = self._reversed_padding_repeated_twice
         if any(pad):
-            mode = _PAD_MODES[self.padding_mode]
+            mode = PAD_MODES[self.padding_mode]
             x = F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
         return x, (0, 0)
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from aimc.config import AnalogConfig
 
-__all__ = ["DigitalConversion", "deferred_programming"]
+__all__ = ["DigitalConversion", "TorchAoNames", "deferred_programming"]
 
 _DEFER_PROGRAM = contextvars.ContextVar("aimc_defer_program", default=False)
 
@@ -40,7 +40,22 @@ def _copy_parameters(src: nn.Module, dst: nn.Module) -> None:
         dst.bias.copy_(src.bias)
 
 
-class DigitalConversion:
+class TorchAoNames:
+    """``from_float`` / ``to_float``: torch.ao's names of ``from_digital`` / ``to_digital``."""
+
+    @classmethod
+    def from_float(
+        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
+    ):
+        """Alias of :meth:`from_digital` (the torch.ao name)."""
+        return cls.from_digital(module, config, seed)
+
+    def to_float(self) -> nn.Module:
+        """Alias of :meth:`to_digital` (the torch.ao name)."""
+        return self.to_digital()
+
+
+class DigitalConversion(TorchAoNames):
     """Conversion between an analog layer and its torch layer ``_FLOAT_MODULE`` (a part of
     :class:`~aimc.nn.base.AnalogLayerBase`; uses its ``weight``, ``bias``, ``program`` and
     ``crossbar``)."""
@@ -78,20 +93,9 @@ class DigitalConversion:
             layer.crossbar.seed.fill_(seed)
         return layer
 
-    @classmethod
-    def from_float(
-        cls, module: nn.Module, config: Optional[AnalogConfig] = None, seed: Optional[int] = None
-    ):
-        """Alias of :meth:`from_digital` (the torch.ao name)."""
-        return cls.from_digital(module, config, seed)
-
     def to_digital(self) -> nn.Module:
         """The plain torch layer with this layer's hyper-parameters and digital master weights."""
         w = self.weight
         module = self._FLOAT_MODULE(*self._ctor_args(self), device=w.device, dtype=w.dtype)
         _copy_parameters(self, module)
         return module
-
-    def to_float(self) -> nn.Module:
-        """Alias of :meth:`to_digital` (the torch.ao name)."""
-        return self.to_digital()

@@ -27,16 +27,10 @@ from torch import Tensor, nn
 from aimc.config import AnalogConfig
 from aimc.nn.base import _DEFER_PROGRAM, AnalogLayerBase, deferred_programming, name_seed
 from aimc.nn.composite import AnalogContainer
+from aimc.nn.conv import PAD_MODES
 from aimc.nn.linear import AnalogLinear
 
 __all__ = ["AnalogConv3d", "AnalogConvTranspose1d", "AnalogConvTranspose2d"]
-
-_PAD_MODES = {
-    "zeros": "constant",
-    "reflect": "reflect",
-    "replicate": "replicate",
-    "circular": "circular",
-}
 
 
 class _KernelTiles(AnalogContainer):
@@ -194,7 +188,7 @@ class AnalogConv3d(_KernelTiles, nn.Conv3d):
         else:
             pad = [p for p in reversed(self.padding) for _ in range(2)]
         if any(pad):
-            mode = _PAD_MODES[self.padding_mode]
+            mode = PAD_MODES[self.padding_mode]
             x = F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
         for d in range(3):  # sliding windows of every spatial dim (dilated: take every d-th)
             k, s, dil = self.kernel_size[d], self.stride[d], self.dilation[d]

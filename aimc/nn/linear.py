@@ -63,16 +63,7 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
                 raise ValueError(f"AnalogLinear.{name} must be an int >= 1, got {val!r}")
         nn.Linear.__init__(self, in_features, out_features, bias, device=device, dtype=dtype)
         cfg = self._resolve_config(config)
-        geometry = TileGeometry(
-            groups=1,
-            in_rows=in_features,
-            out_cols=out_features,
-            rows=cfg.tile.rows,
-            cols=cfg.tile.cols,
-            slices=cfg.mapping.slices,
-            cols_per_weight=cfg.mapping.cols_per_weight,
-            cycles=cfg.dac.cycles,
-        )
+        geometry = TileGeometry.for_config(cfg, 1, in_features, out_features)
         self._init_analog(cfg, geometry)
 
     # -- conversion (``from_digital``/``to_digital`` live in the base class)

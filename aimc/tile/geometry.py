@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["TileGeometry"]
 
@@ -51,6 +52,24 @@ class TileGeometry:
             raise ValueError(
                 f"TileGeometry.row_block must be in 1..rows={self.rows}, got {self.row_block}"
             )
+
+    @classmethod
+    def for_config(
+        cls, config: Any, groups: int, in_rows: int, out_cols: int, row_block: int = 0
+    ) -> TileGeometry:
+        """The grid of ``groups`` matrices of ``in_rows x out_cols`` weights on the tiles,
+        slices and input cycles of ``config`` (an ``AnalogConfig``)."""
+        return cls(
+            groups=groups,
+            in_rows=in_rows,
+            out_cols=out_cols,
+            rows=config.tile.rows,
+            cols=config.tile.cols,
+            slices=config.mapping.slices,
+            cols_per_weight=config.mapping.cols_per_weight,
+            cycles=config.dac.cycles,
+            row_block=row_block,
+        )
 
     @property
     def n_row_tiles(self) -> int:
