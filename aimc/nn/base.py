@@ -26,12 +26,13 @@ from aimc.config import AnalogConfig
 from aimc.nn.calibration import CalibratedRanges, calibrate_layers
 from aimc.nn.compensation import DriftCompensation
 from aimc.nn.conversion import _DEFER_PROGRAM, DigitalConversion, deferred_programming
-from aimc.tile.accumulate import Accumulate
+from aimc.tile.accumulate import Accumulate, ReadoutWeights
 from aimc.tile.adc import ADC, IdentityADC
 from aimc.tile.checkpoint import rename_flat_keys
 from aimc.tile.crossbar import Crossbar
-from aimc.tile.dac import DAC, IdentityDAC
+from aimc.tile.dac import DAC, Drive, IdentityDAC
 from aimc.tile.geometry import TileGeometry
+from aimc.tile.readout import Convert, batched_read
 from aimc.tile.seeds import mix_seed, name_seed
 
 __all__ = [
@@ -111,6 +112,16 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
         """Accumulated outputs of tiles ``w`` (weight scales ``scale``) for normalized row
         drives ``xq`` (bit planes stacked on the batch axis), before the range rescale."""
         raise NotImplementedError
+
+    def _tiles_batched(self, drive: Drive, w: Tensor, convert: Convert, lsbs: list[float]):
+        """The batched read-out (:mod:`aimc.tile.readout`) of ``drive`` on tiles ``w``: what
+        ``_tiles_forward`` and the plane shift-add give, or ``None`` where it does not apply."""
+        return None
+
+    def _readout_weights(self, lsbs: list[float], reads: int = 1) -> ReadoutWeights:
+        """The accumulation weights of this forward's batched read-out."""
+        cycles = self.dac.cycle_weights()
+        return self.accumulate.readout_weights(lsbs, cycles, self.crossbar.weight_scale, reads)
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         """A per-column factor ``[groups, cols]`` shaped to broadcast against outputs ``y``."""
@@ -224,11 +235,14 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
             scale = self.crossbar.weight_scale
         uncalibrated = not self.training and "_ranges_for" not in self.__dict__
         drive = self.dac(x)
-        y = self._tiles_forward(drive.x, w, scale)
+        y = None
+        if not self.training and not (torch.is_grad_enabled() and drive.x.requires_grad):
+            y = batched_read(self.adc, lambda cv, lsbs: self._tiles_batched(drive, w, cv, lsbs))
+        if y is None:  # the general path, stage by stage
+            y = self.accumulate.planes(self._tiles_forward(drive.x, w, scale), drive.plane_weights)
         if not self.training and pending:
             with torch.no_grad():
                 comp = self._compensation(t)
-        y = self.accumulate.planes(y, drive.plane_weights)
         if isinstance(comp, Tensor):
             comp = self._place_columns(comp, y)
         y = self._add_bias(self.accumulate.rescale(y, drive.range, comp))

@@ -18,7 +18,9 @@ from torch import Tensor, nn
 from aimc import functional as AF
 from aimc.config import AnalogConfig
 from aimc.nn.base import AnalogLayerBase
+from aimc.tile.dac import Drive
 from aimc.tile.geometry import TileGeometry
+from aimc.tile.readout import Convert, chunk_items, in_lsb_units, read_rows
 
 __all__ = ["AnalogConv1d", "AnalogConv2d"]
 
@@ -160,6 +162,110 @@ class _AnalogConvNd(AnalogLayerBase):
             xsum = sums[rt] if sums else None
             y = self._read_out(p, dims, scale[:, rt : rt + 1], xsum, observed=True, out=y)
         return y.reshape(pb, g.groups * g.out_cols, ho, wo)
+
+    def _tiles_batched(self, drive: Drive, w: Tensor, convert: Convert, lsbs: list[float]):
+        g = self.geometry
+        xpad, pad2 = self._pad_input(drive.x)
+        x2 = self._as_2d(xpad)
+        (kh, kw), stride, dil = self._kernel2, self._two(self.stride), self._two(self.dilation)
+        pr = self.config.tile.parallel_rows
+        conv = (stride, pad2, dil)
+        if (pr is None or pr >= g.row_block) and g.row_block % (kh * kw) == 0:
+            y = self._row_tile_conv_batched(x2, w, convert, lsbs, conv)
+        else:
+            y = self._unfolded_batched(x2, w, convert, lsbs, conv)
+        return y.squeeze(2) if self._spatial == 1 else y
+
+    def _out_size(self, x2: Tensor, conv) -> tuple[int, int]:
+        (kh, kw), (stride, pad2, dil) = self._kernel2, conv
+        h, wd = x2.shape[-2:]
+        ho = (h + 2 * pad2[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+        wo = (wd + 2 * pad2[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+        return ho, wo
+
+    @torch.no_grad()
+    def _row_tile_conv_batched(
+        self, x2: Tensor, w: Tensor, convert: Convert, lsbs: list[float], conv
+    ) -> Tensor:
+        """Row tiles holding whole input channels, read in one grouped conv per chunk of
+        samples: the row tiles are its groups, the slices and columns its output channels, the
+        input cycles its batch; then the ADC on all partial sums and one weighted sum. The
+        conv runs channels-last (partial sums of one pixel side by side: the grouped conv is
+        about twice as fast, and the sums over row tiles and slices run along memory)."""
+        g = self.geometry
+        kh, kw = self._kernel2
+        n_rt, cin_g, s, n = g.n_row_tiles, self.in_channels // self.groups, w.shape[0], g.out_cols
+        cpt, groups = g.row_block // (kh * kw), g.groups * g.n_row_tiles
+        rw = self._readout_weights(lsbs)
+        cycles = rw.code.shape[0]
+        pb, _, h, wd = x2.shape
+        b = pb // cycles
+        xg = x2.reshape(cycles, b, g.groups, cin_g, h, wd)
+        if n_rt * cpt != cin_g:  # the last row tile's empty rows read zeros
+            xg = F.pad(xg, (0, 0, 0, 0, 0, n_rt * cpt - cin_g))
+        xg = xg.reshape(pb, groups * cpt, h, wd).contiguous(memory_format=torch.channels_last)
+        # [Gr, n_rt, S, N, cpt, kh, kw]: each row tile a group of the conv
+        wr = in_lsb_units(w, lsbs, 0).view(s, g.groups, n_rt, cpt, kh, kw, n)
+        wr = wr.permute(1, 2, 0, 6, 3, 4, 5)
+        wr = wr.reshape(groups * s * n, cpt, kh, kw).contiguous(memory_format=torch.channels_last)
+        # the weight of each code: [cycle, sample, pixel, group, row tile, slice, column]
+        fac = rw.code.view(cycles, 1, 1, 1, 1, s, 1) * rw.scale.view(1, 1, 1, g.groups, n_rt, 1, n)
+        ones = xfac = None
+        if rw.xsum is not None:
+            xfac = rw.xsum.view(-1, 1, 1, 1) * rw.scale.unsqueeze(0)  # [cycle, Gr, n_rt, N]
+            ones = torch.ones(groups, cpt, kh, kw, dtype=x2.dtype, device=x2.device)
+        ho, wo = self._out_size(x2, conv)
+        hw = ho * wo
+        y = torch.empty(b, hw, g.groups, n, dtype=x2.dtype, device=x2.device)
+        chunk = chunk_items(b, cycles * groups * s * n * hw * x2.element_size())
+        xv = xg.view(cycles, b, groups * cpt, h, wd)
+        for b0 in range(0, b, chunk):
+            b1 = min(b, b0 + chunk)
+            xr = xv[:, b0:b1].flatten(0, 1)
+            p = F.conv2d(xr, wr, None, *conv, groups)  # channels-last partial sums
+            p = p.permute(0, 2, 3, 1).view(cycles, b1 - b0, hw, g.groups, n_rt, s, n)
+            p = convert(p, 5).mul_(fac)
+            torch.sum(p, dim=(0, 4, 5), out=y[b0:b1])
+            if ones is not None:
+                xs = F.conv2d(xr, ones, None, *conv, groups).permute(0, 2, 3, 1)
+                xs = xs.reshape(cycles, b1 - b0, hw, g.groups, n_rt)
+                y[b0:b1] += torch.einsum("jbhgr,jgrn->bhgn", xs, xfac)
+        return y.view(b, ho, wo, g.groups * n).permute(0, 3, 1, 2).contiguous()
+
+    @torch.no_grad()
+    def _unfolded_batched(
+        self, x2: Tensor, w: Tensor, convert: Convert, lsbs: list[float], conv
+    ) -> Tensor:
+        """Tiles that cut through input channels, or partial-row reads: the input unfolded
+        into tile rows a chunk of samples at a time (the rows of the whole batch never exist
+        at once), each chunk through :func:`~aimc.tile.readout.read_rows`."""
+        g = self.geometry
+        stride, pad2, dil = conv
+        pr, r = self.config.tile.parallel_rows, w.shape[3]
+        split = pr is not None and pr < r
+        ws = in_lsb_units(AF.split_reads(w, pr) if split else w, lsbs, 0)
+        rw = self._readout_weights(lsbs, ws.shape[2] // w.shape[2])
+        cycles = rw.code.shape[0]
+        pb, c, h, wd = x2.shape
+        b = pb // cycles
+        ho, wo = self._out_size(x2, conv)
+        length = ho * wo
+        xs = x2.view(cycles, b, c, h, wd)
+        y = torch.empty(b, g.groups * g.out_cols, ho, wo, dtype=x2.dtype, device=x2.device)
+        per_sample = cycles * g.groups * ws.shape[2] * ws.shape[3] * length * x2.element_size()
+        chunk = chunk_items(b, per_sample)
+        for b0 in range(0, b, chunk):
+            b1 = min(b, b0 + chunk)
+            xc = xs[:, b0:b1].reshape(cycles * (b1 - b0), c, h, wd)
+            cols = F.unfold(xc, self._kernel2, dilation=dil, padding=pad2, stride=stride)
+            rows = cols.view(-1, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
+            rows = rows.reshape(-1, g.groups, g.in_rows)
+            if split:
+                rows = AF.pad_reads(rows, r, pr)
+            out = read_rows(rows, ws, convert, rw)  # [Gr, (b1 - b0) * L, N]
+            out = out.view(g.groups, b1 - b0, length, g.out_cols).permute(1, 0, 3, 2)
+            y[b0:b1] = out.reshape(b1 - b0, g.groups * g.out_cols, ho, wo)
+        return y
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         return comp.reshape(-1, *([1] * (y.dim() - 2)))

@@ -12,7 +12,9 @@ from torch.nn.modules import module as torch_module
 from aimc import functional as AF
 from aimc.config import AnalogConfig
 from aimc.nn.base import AnalogLayerBase
+from aimc.tile.dac import Drive
 from aimc.tile.geometry import TileGeometry
+from aimc.tile.readout import Convert, in_lsb_units, read_rows
 
 __all__ = ["AnalogLinear", "StepReader"]
 
@@ -103,6 +105,13 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
             xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
         dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
         return self._read_out(p, dims, scale, xsum, in_lsb=in_lsb)[0]
+
+    def _tiles_batched(self, drive: Drive, w: Tensor, convert: Convert, lsbs: list[float]):
+        rows = drive.x.unsqueeze(1)  # [cycles * M, groups=1, in_features]
+        scale = self.crossbar.weight_scale
+        ws, _, rows = self.crossbar.split_reads(w, scale, rows)
+        rw = self._readout_weights(lsbs, ws.shape[2] // w.shape[2])
+        return read_rows(rows, in_lsb_units(ws, lsbs, 0), convert, rw)[0]
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         return comp.reshape(-1)

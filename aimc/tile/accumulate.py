@@ -7,7 +7,8 @@ by the DAC range and the drift-compensation factor. Stateless: the layer passes 
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -15,7 +16,17 @@ from torch import Tensor
 from aimc.functional import slice_coefficients
 from aimc.tile.stage import Stage
 
-__all__ = ["Accumulate"]
+__all__ = ["Accumulate", "ReadoutWeights"]
+
+
+class ReadoutWeights(NamedTuple):
+    """The accumulation stage as weights of ADC codes (:meth:`Accumulate.readout_weights`):
+    ``code`` ``[cycles, S]``, ``xsum`` ``[cycles]`` (offset encoding, else ``None``) and the
+    column scales ``scale`` ``[Gr, reads, N]``."""
+
+    code: Tensor
+    xsum: Optional[Tensor]
+    scale: Tensor
 
 
 class Accumulate(Stage):
@@ -32,6 +43,7 @@ class Accumulate(Stage):
         self.encoding, self.weight_bits, self.slices = encoding, weight_bits, slices
         self.g_offset = g_offset
         self._coef: dict = {}  # shift-add weights per (dtype, device)
+        self._weights: dict = {}  # the batched read-out's weights (one entry)
 
     def forward(
         self,
@@ -86,6 +98,51 @@ class Accumulate(Stage):
         for i in range(start, y.shape[rt]):
             out.addcmul_(y.select(rt, i), sc.select(rt, i))
         return out
+
+    def readout_weights(
+        self,
+        lsbs: Sequence[float],
+        cycle_weights: Sequence[float],
+        scale: Tensor,
+        reads: int = 1,
+    ) -> ReadoutWeights:
+        """What this stage does to ADC codes, as weights for the batched read-out
+        (:mod:`aimc.tile.readout`): the output is ``sum code[j, s] * scale[r, n] * q`` over
+        cycles ``j``, reads ``r`` and slices ``s`` of the codes ``q``, plus, for offset
+        encoding, ``sum xsum[j] * scale[r, n] * (input sum of read r)``, which removes the
+        offset. ``code[j, s] = cycle_weights[j] * coef[s] * lsbs[s]`` (times 2 for offset
+        encoding); ``xsum[j] = -cycle_weights[j] (2 g_offset sum(coef) + 1)``. ``scale``: the
+        weight scales ``[Gr, n_rt, 1, N]``, each row tile's repeated for its ``reads``
+        partial-row reads. Kept while scales, LSBs and cycles stay the same (no host-to-device
+        copies per forward)."""
+        key = (scale.data_ptr(), scale._version, scale.dtype, tuple(lsbs), tuple(cycle_weights))
+        key += (reads, scale.device)
+        hit = self._weights.get(key)
+        if hit is not None:
+            return hit
+        offset = self.encoding != "differential"
+        coef = slice_coefficients(self.encoding, self.weight_bits, self.slices, torch.float64)
+        lsb = torch.tensor(list(lsbs), dtype=torch.float64).expand(coef.numel())
+        cyc = torch.tensor(list(cycle_weights), dtype=torch.float64)
+        code = cyc.view(-1, 1) * (coef * lsb * (2.0 if offset else 1.0)).view(1, -1)
+        xsum = cyc * -(2.0 * self.g_offset * float(coef.sum()) + 1.0) if offset else None
+        sc = scale.detach().squeeze(2)  # [Gr, n_rt, N]
+        if reads > 1:
+            sc = sc.repeat_interleave(reads, dim=1)
+        dev, dt = scale.device, scale.dtype
+        out = ReadoutWeights(
+            code.to(dev, dt), None if xsum is None else xsum.to(dev, dt), sc.contiguous()
+        )
+        self._weights.clear()
+        self._weights[key] = out
+        return out
+
+    def forget(self) -> None:
+        super().forget()
+        self._weights.clear()
+
+    def _derived(self) -> tuple[str, ...]:
+        return ("_scalars", "_weights")
 
     @staticmethod
     def planes(y: Tensor, plane_weights: Optional[Tensor]) -> Tensor:

@@ -26,6 +26,9 @@ __all__ = ["ADC", "IdentityADC", "adc_digitize"]
 
 log = logging.getLogger("aimc.tile")
 
+#: partial sums per slice that one chunk's summary keeps for a percentile full scale
+SUMMARY_SAMPLES = 1 << 16
+
 
 def adc_digitize(
     p: Tensor, full_scale: Tensor | float, levels: int, *, in_lsb: bool = False, defer_lsb=False
@@ -103,18 +106,43 @@ class ADC(Stage):
     def _min_full_scale(self) -> float:
         return self.scalar("full_scale", lambda b: float(b.min()))
 
+    def _sets_range(self) -> bool:
+        """Whether partial sums now set the full scale: the observer is on, or a calibrated
+        full scale is not set yet (first batch)."""
+        if self.config.range_mode != "calibrated":
+            return False
+        return self._observing or self._min_full_scale() <= 0
+
     def observe(self, parts: Sequence[Tensor], s_dim: int) -> None:
         """Record (while observing) or set (an uncalibrated ADC, first batch) the full scale of
         each slice from the partial sums of all row tiles, ``parts``."""
-        if self.config.range_mode != "calibrated":
-            return
-        if not self._observing and self._min_full_scale() > 0:
+        if not self._sets_range():
             return
         vals = []
         for s in range(parts[0].shape[s_dim]):
             flat = [part.detach().select(s_dim, s).reshape(-1) for part in parts]
             x = torch.cat(flat) if len(flat) > 1 else flat[0]
             vals.append(percentile_abs(x, self.config.percentile))
+        self._record(vals)
+
+    def summarize(self, p: Tensor, s_dim: int) -> Tensor:
+        """What the full scale needs of one chunk of partial sums ``p`` (slices along
+        ``s_dim``): ``[S, 1]`` the largest ``|p|`` per slice, or, for a percentile below 100,
+        ``[S, k]`` a strided subsample of ``|p|`` (at most :data:`SUMMARY_SAMPLES` per slice)."""
+        flat = p.detach().movedim(s_dim, 0).reshape(p.shape[s_dim], -1)
+        if self.config.percentile >= 100.0:
+            return flat.abs().amax(dim=1, keepdim=True)
+        step = -(-flat.shape[1] // SUMMARY_SAMPLES)
+        return flat[:, ::step].abs()
+
+    def observe_summaries(self, summaries: Sequence[Tensor]) -> None:
+        """:meth:`observe` from the chunk summaries of one forward (:meth:`summarize`)."""
+        if not self._sets_range() or not summaries:
+            return
+        per_slice = torch.cat(list(summaries), dim=1)
+        self._record([percentile_abs(row, self.config.percentile) for row in per_slice])
+
+    def _record(self, vals: list[float]) -> None:
         if self._observing:
             old = self._observed
             self._observed = [v if o is None else max(o, v) for o, v in zip(old, vals)]
@@ -125,7 +153,7 @@ class ADC(Stage):
                 "first eval batch and kept (a small or atypical batch makes a poor range). "
                 "Call aimc.calibrate(model, batches) with representative data first",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
 
     @property
@@ -160,6 +188,40 @@ class ADC(Stage):
         shape = [1] * p.dim()
         shape[s_dim] = -1
         return (self.full_scale * c.range_fraction).view(shape)
+
+    # -- the batched read-out (:mod:`aimc.tile.readout`)
+    def batch_lsbs(self) -> Optional[list[float]]:
+        """The LSB of each slice (Python numbers) when the batched read-out can convert in one
+        pass, else ``None``: output noise (drawn in the general path's layout), the observer
+        on, or a calibrated full scale not set yet."""
+        c = self.config
+        if c.noise > 0 or c.bits is None or self._observing:
+            return None
+        if c.range_mode == "max":
+            return [self.scale(self.full_scale, 0) / c.levels] * self.slices
+        if self._min_full_scale() <= 0:
+            return None
+        return [v * c.range_fraction / c.levels for v in self.range_key]
+
+    def calibrates_batched(self) -> bool:
+        """Whether this forward sets or records the full scale and the batched read-out can do
+        it from chunk summaries (no output noise, quantized)."""
+        c = self.config
+        return c.noise <= 0 and c.bits is not None and self._sets_range()
+
+    def convert_(self, p: Tensor) -> Tensor:
+        """Partial sums ``p`` already in LSB units (the batched read-out divides the tiles by
+        the LSBs of :meth:`batch_lsbs` instead of every partial sum) to ADC codes, in place.
+        Counts saturated conversions when a counter is open."""
+        levels = self.config.levels
+        if self._counts:
+            self._count(int((p.abs() > levels + 0.5).sum()), p.numel())
+        return adc_codes(p, 1.0, levels, in_lsb=True)
+
+    def _count(self, saturated: int, total: int) -> None:
+        for counts in self._counts:
+            counts[0] += saturated
+            counts[1] += total
 
     def can_fuse(self, rows: Tensor, w: Tensor) -> bool:
         """Whether :meth:`fused_read` applies: an inference read with output noise, fixed bits
@@ -216,10 +278,7 @@ class ADC(Stage):
             return p, None
         if self._counts:
             bound = c.levels + 0.5 if in_lsb else fs * (1.0 + 0.5 / c.levels)
-            saturated = int((p.detach().abs() > bound).sum())
-            for counts in self._counts:
-                counts[0] += saturated
-                counts[1] += p.numel()
+            self._count(int((p.detach().abs() > bound).sum()), p.numel())
         return adc_digitize(p, fs, c.levels, in_lsb=in_lsb, defer_lsb=defer_lsb)
 
     def extra_repr(self) -> str:
@@ -243,6 +302,15 @@ class IdentityADC(IdentityConverter):
 
     def read(self, rows: Tensor, w: Tensor, generators: Sequence[torch.Generator]):
         return tile_matmul(rows, w), False
+
+    def batch_lsbs(self) -> list[float]:
+        return [1.0]
+
+    def calibrates_batched(self) -> bool:
+        return False
+
+    def convert_(self, p: Tensor) -> Tensor:
+        return p
 
     def forward(self, p: Tensor, s_dim: int, generators, **_: object):
         return p, None

@@ -144,6 +144,14 @@ class DAC(Stage):
         drive = dac_drive(x, r_b, self.config)
         return drive._replace(range=r)
 
+    def cycle_weights(self) -> list[float]:
+        """The shift-add weight of each input cycle (the ``plane_weights`` of a bit-serial
+        drive, as Python numbers); ``[1.0]`` for a single cycle."""
+        c = self.config
+        if c.bits is None or not c.bit_serial:
+            return [1.0]
+        return [2.0**j / c.levels for j in range(c.cycles)]
+
     @torch.no_grad()
     def normalize(self, x: Tensor) -> Tensor:
         """The normalized, quantized input (values in ``[-1, 1]``) without bit planes and
@@ -168,6 +176,9 @@ class IdentityDAC(IdentityConverter):
 
     def forward(self, x: Tensor) -> Drive:
         return Drive(x, 1.0, None)
+
+    def cycle_weights(self) -> list[float]:
+        return [1.0]
 
     def normalize(self, x: Tensor) -> Tensor:
         return x

@@ -1,0 +1,160 @@
+"""The batched inference read-out: every partial sum of a chunk of MVMs in a few large operations.
+
+Input bit planes (bit-serial cycles), weight slices, row tiles and partial-row reads become batch
+dimensions of one GEMM (or, for convolutions whose row tiles hold whole input channels, one
+grouped convolution) per chunk of MVMs; the ADC converts all of the chunk's partial sums in one
+pass (:meth:`~aimc.tile.adc.ADC.convert_`; the tiles are divided by the ADC's LSBs instead of
+every partial sum), and one weighted sum does the accumulation stage's work: the shift-add of
+cycles and slices, the LSB, the weight scales and the sum of the row tiles (weights from
+:meth:`~aimc.tile.accumulate.Accumulate.readout_factors`).
+
+It computes what the general path (``ADC.read`` → ``ADC`` → ``Accumulate`` →
+``Accumulate.planes``) computes, for inference forwards that need no gradient and draw no ADC
+output noise. Chunks bound the partial sums alive at once to about :data:`CHUNK_BYTES`. ADC
+calibration runs through it too: each chunk leaves a summary of its partial sums (the largest
+``|p|`` per slice, or a strided subsample of them for a percentile), so calibrating never holds
+the partial sums of a whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from aimc.tile.accumulate import ReadoutWeights
+
+__all__ = [
+    "CACHE_BYTES",
+    "CHUNK_BYTES",
+    "Convert",
+    "batched_read",
+    "chunk_items",
+    "in_lsb_units",
+    "read_rows",
+]
+
+#: partial sums (bytes) that one chunk of the batched read-out makes at most (unless a single
+#: MVM on a single row tile needs more)
+CHUNK_BYTES = 32 << 20
+
+#: the partial sums of one chunk of :func:`read_rows`: small enough to stay in cache between
+#: the matmul that makes them, the ADC pass and the shift-add that reads them
+CACHE_BYTES = 4 << 20
+
+#: matmul rows (MVMs times input cycles) a chunk aims at: enough for an efficient GEMM
+GEMM_ROWS = 256
+
+#: ``convert(p, s_dim)``: the ADC step of a chunk's partial sums ``p`` (in LSB units, slices
+#: along ``s_dim``), in place; returns the converted tensor
+Convert = Callable[[Tensor, int], Tensor]
+
+
+def chunk_items(items: int, bytes_per_item: int) -> int:
+    """Items per chunk so that one chunk's partial sums take about :data:`CHUNK_BYTES`."""
+    return max(1, min(items, CHUNK_BYTES // max(bytes_per_item, 1)))
+
+
+def in_lsb_units(w: Tensor, lsbs: list[float], s_dim: int) -> Tensor:
+    """Tiles ``w`` divided by the ADC LSB of their slice (along ``s_dim``), so that their partial
+    sums come out in LSB units; ``w`` itself when every LSB is 1."""
+    if all(v == 1.0 for v in lsbs):
+        return w
+    if len(set(lsbs)) == 1:
+        return w / lsbs[0]
+    shape = [1] * w.dim()
+    shape[s_dim] = -1
+    return w / torch.tensor(lsbs, dtype=w.dtype).to(w.device).view(shape)
+
+
+def batched_read(adc, run: Callable[[Convert, list[float]], Tensor]) -> Optional[Tensor]:
+    """The batched read-out ``run(convert, lsbs)`` of one forward, or ``None`` when the general
+    path must run (ADC output noise, or a range the batched read-out cannot set).
+
+    ``lsbs`` are the ADC LSBs per slice (one number: the same for all): ``run`` divides the
+    tiles by them (:func:`in_lsb_units`) and multiplies them into its accumulation weights.
+    When the ADC range is being calibrated (``aimc.calibrate``'s ADC pass) or must be set from
+    this first batch, ``run`` first goes through the partial sums with an ideal conversion
+    while ``adc`` records a summary of every chunk; the range comes from the summaries. A
+    calibration pass returns those ideal outputs (as the general path does); a first batch
+    then reads again with the range just set.
+    """
+    lsbs = adc.batch_lsbs()
+    if lsbs is not None:
+        return run(lambda p, s_dim: adc.convert_(p), lsbs)
+    if not adc.calibrates_batched():
+        return None
+    summaries: list[Tensor] = []
+
+    def record(p: Tensor, s_dim: int) -> Tensor:
+        summaries.append(adc.summarize(p, s_dim))
+        return p
+
+    y = run(record, [1.0])
+    adc.observe_summaries(summaries)
+    if adc.observing:
+        return y
+    lsbs = adc.batch_lsbs()
+    if lsbs is None:  # nothing was set (an all-zero batch): the general path decides
+        return None
+    return run(lambda p, s_dim: adc.convert_(p), lsbs)
+
+
+@torch.no_grad()
+def read_rows(
+    rows: Tensor, w: Tensor, convert: Convert, rw: ReadoutWeights, out: Optional[Tensor] = None
+) -> Tensor:
+    """The batched read-out of tile-row inputs ``rows`` ``[cycles * M, Gr, K]`` (input cycles
+    outermost) on tiles ``w`` ``[S, Gr, n_rt, R, N]`` (in LSB units; partial-row reads already
+    split into row tiles of their own): ``[Gr, M, N]``, cycles, slices and row tiles summed
+    with the weights ``rw`` (:meth:`~aimc.tile.accumulate.Accumulate.readout_weights`).
+
+    Per chunk of MVMs: one batched matmul over all row tiles and slices, laid out ``[row tile,
+    slice, cycle, MVM, column]``; ``convert`` on all its partial sums; one matrix-vector
+    product per row tile that shift-adds the slices and cycles of every code (they are
+    adjacent: a single pass over the codes); the column scales and the row-tile sum on what
+    is left (a ``slices * cycles``-th of it). Chunks are sized to stay in cache between these
+    passes. ``out``: where to write.
+    """
+    s, gr, n_rt, r, n = w.shape
+    cycles = rw.code.shape[0]
+    m = rows.shape[0] // cycles
+    if rows.shape[-1] != n_rt * r:  # the last row tile's empty rows read zeros
+        rows = torch.nn.functional.pad(rows, (0, n_rt * r - rows.shape[-1]))
+    wt = w.permute(1, 2, 0, 3, 4).contiguous()  # [Gr, n_rt, S, R, N]
+    code = rw.code.t().reshape(1, s * cycles)  # [slice, cycle] flattened
+    sc = rw.scale.unsqueeze(2)  # [Gr, n_rt, 1, N]
+    y = torch.empty(gr, m, n, dtype=rows.dtype, device=rows.device) if out is None else out
+    # a chunk: mc MVMs (cycles * mc matmul rows, GEMM_ROWS or so) on tc row tiles
+    per_tile = cycles * s * n * rows.element_size()  # one MVM's partial sums on one row tile
+    budget = min(CACHE_BYTES, CHUNK_BYTES)
+    mc = min(m, max(1, GEMM_ROWS // cycles), max(1, budget // per_tile))
+    tc = max(1, min(n_rt, budget // (per_tile * mc)))
+    # one buffer for every chunk's partial sums: a fresh large tensor per chunk would cost
+    # its page faults again each time
+    buf = torch.empty(gr * tc * s * cycles * mc * n, dtype=rows.dtype, device=rows.device)
+    xc = rows.view(cycles, m, gr, n_rt, r)
+    for m0 in range(0, m, mc):
+        mk = min(m, m0 + mc) - m0
+        ys = y[:, m0 : m0 + mk]
+        for t0 in range(0, n_rt, tc):
+            tk = min(n_rt, t0 + tc) - t0
+            tiles = gr * tk
+            x = xc[:, m0 : m0 + mk, :, t0 : t0 + tk].permute(2, 3, 0, 1, 4)
+            x = x.reshape(tiles, 1, cycles * mk, r)
+            p = buf[: tiles * s * cycles * mk * n].view(tiles * s, cycles * mk, n)
+            xb = x.expand(tiles, s, cycles * mk, r).reshape(tiles * s, cycles * mk, r)
+            torch.bmm(xb, wt[:, t0 : t0 + tk].reshape(tiles * s, r, n), out=p)
+            p = convert(p.view(tiles, s, cycles * mk * n), 1).view(tiles, s * cycles, mk * n)
+            yt = torch.matmul(code, p).view(gr, tk, mk, n)  # slices and cycles shift-added
+            if rw.xsum is not None:  # the offset: each read's input sum
+                xs = torch.matmul(rw.xsum, x.view(tiles, cycles, mk, r).sum(-1))
+                yt += xs.view(gr, tk, mk, 1)
+            yt.mul_(sc[:, t0 : t0 + tk])
+            if t0 == 0:
+                torch.sum(yt, dim=1, out=ys)
+            else:
+                ys += yt.sum(1)
+    return y

@@ -1,0 +1,222 @@
+"""The batched inference read-out (bit planes, slices, row tiles and partial-row reads as batch
+dimensions of one GEMM or grouped conv per chunk, the ADC on all partial sums at once) against
+the general stage-by-stage path, and ADC calibration through it in chunks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import aimc
+import aimc.nn.base
+import aimc.tile.readout
+import device_models
+
+CONFIGS = {
+    # 4 slices of 2-bit cells, 8-bit unsigned bit-serial inputs, a 4-bit ADC per slice
+    "bit-serial-sliced": dict(
+        device=device_models.RRAM(),
+        dac=aimc.DACConfig(bits=8, signed=False, bit_serial=True),
+        adc=aimc.ADCConfig(bits=4),
+        mapping=aimc.MappingConfig(weight_bits=8, slices=4),
+    ),
+    "default-pcm": dict(),
+    "offset-sliced-max-range": dict(
+        device=device_models.RRAM(),
+        dac=aimc.DACConfig(bits=6, signed=True, bit_serial=True),
+        adc=aimc.ADCConfig(bits=6, range_mode="max", range_fraction=0.25),
+        mapping=aimc.MappingConfig(encoding="offset", weight_bits=6, slices=2),
+    ),
+    "ideal-adc": dict(adc=aimc.ADCConfig(bits=None)),
+}
+
+LAYOUTS = {
+    # 20 input channels of 3x3 on 64-row tiles: 7 channels per tile, 3 row tiles per group, the
+    # last one partly empty
+    "conv-channel": (False, dict()),
+    "conv-dense": (False, dict(conv_alignment="dense")),
+    "conv-partial-reads": (False, dict(parallel_rows=24)),
+    "linear": (True, dict()),
+    "linear-partial-reads": (True, dict(parallel_rows=24)),
+}
+
+
+def _module(linear: bool, groups: int = 2, batch: int = 5):
+    if linear:
+        return nn.Linear(150, 6), torch.relu(torch.randn(3 * batch, 150))
+    conv = nn.Conv2d(20 * groups, 6 * groups, 3, padding=1, groups=groups)
+    return conv, torch.relu(torch.randn(batch, 20 * groups, 9, 7))
+
+
+def _config(name: str, opts: dict, **changes) -> aimc.AnalogConfig:
+    cfg = {**CONFIGS[name], **changes}
+    mapping = cfg.get("mapping", aimc.MappingConfig())
+    if "conv_alignment" in opts:
+        mapping = dataclasses.replace(mapping, conv_alignment=opts["conv_alignment"])
+    tile = aimc.TileConfig(64, 64, parallel_rows=opts.get("parallel_rows"))
+    return aimc.AnalogConfig(**{**cfg, "mapping": mapping, "tile": tile})
+
+
+class _Spy:
+    """Counts the forwards the batched read-out served (``general=True``: none, every forward
+    takes the general path)."""
+
+    def __init__(self, monkeypatch, general: bool = False) -> None:
+        self.served = 0
+        real = aimc.tile.readout.batched_read
+
+        def spy(adc, run):
+            y = None if general else real(adc, run)
+            self.served += y is not None
+            return y
+
+        monkeypatch.setattr(aimc.nn.base, "batched_read", spy)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_batched_readout_equals_the_general_path(name: str, layout: str, monkeypatch):
+    torch.manual_seed(0)
+    linear, opts = LAYOUTS[layout]
+    module, x = _module(linear)
+    layer = aimc.convert_to_analog(module, _config(name, opts)).eval()
+    aimc.calibrate(layer, [x])
+    aimc.drift(layer, 3600.0)
+    # chunks of a few MVMs: the chunk loop is exercised too (cycles within a chunk included)
+    monkeypatch.setattr(aimc.tile.readout, "CHUNK_BYTES", 1 if linear else 200_000)
+    spy = _Spy(monkeypatch)
+    with torch.no_grad():
+        y_batched = layer(x)
+    assert spy.served == 1
+    y_general = layer(x.clone().requires_grad_(True)).detach()  # a gradient: the general path
+    assert spy.served == 1
+    _assert_same_readout(y_batched, y_general)
+
+
+def _assert_same_readout(y: torch.Tensor, ref: torch.Tensor) -> None:
+    """Equal to float tolerance, but for rare ADC rounding ties: the two paths sum the same
+    partial sums in another order, so a value within a float rounding of a code boundary can
+    round to the neighbouring code (about 1e-6 of the conversions; a wrong factor or a
+    misplaced partial sum would move most outputs)."""
+    scale = float(ref.abs().max())
+    off = (y - ref).abs() > 1e-5 * scale + 1e-5 * ref.abs()
+    assert int(off.sum()) <= max(1, ref.numel() // 1000), f"{int(off.sum())} of {ref.numel()}"
+
+
+@pytest.mark.parametrize("linear", [True, False], ids=["linear", "conv"])
+def test_ideal_config_equals_torch_through_the_batched_readout(linear: bool, monkeypatch):
+    torch.manual_seed(1)
+    module, x = _module(linear)
+    layer = aimc.convert_to_analog(module, aimc.AnalogConfig.ideal()).eval()
+    spy = _Spy(monkeypatch)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), module(x), rtol=1e-5, atol=1e-5)
+    assert spy.served == 1
+
+
+@pytest.mark.parametrize("linear", [True, False], ids=["linear", "conv"])
+def test_noisy_adc_keeps_the_general_path_and_its_seeded_draws(linear: bool, monkeypatch):
+    # ADC output noise is drawn in the general path's layout: a noisy layer never takes the
+    # batched read-out, so a seed gives the numbers it gave before the batched read-out existed
+    torch.manual_seed(2)
+    module, x = _module(linear)
+    cfg = _config("bit-serial-sliced", {}, adc=aimc.ADCConfig(bits=4, noise=0.05), seed=7)
+    outs = []
+    for general in (False, True):
+        layer = aimc.convert_to_analog(module, cfg).eval()
+        spy = _Spy(monkeypatch, general=general)
+        aimc.calibrate(layer, [x])
+        with torch.no_grad():
+            outs.append(layer(x))
+        assert spy.served == 0
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("linear", [True, False], ids=["linear", "conv"])
+def test_saturation_counts_through_the_batched_readout_match_the_general_path(
+    linear: bool, monkeypatch
+):
+    torch.manual_seed(3)
+    module, x = _module(linear, groups=1)
+    cfg = _config("bit-serial-sliced", {}, adc=aimc.ADCConfig(bits=4, range_fraction=0.3))
+    layer = aimc.convert_to_analog(module, cfg).eval()
+    aimc.calibrate(layer, [x])
+    with torch.no_grad():
+        layer(x)  # the drift-compensation reference reads (counted too) happen once, here
+    counts = []
+    for general in (False, True):
+        spy = _Spy(monkeypatch, general=general)
+        layer.adc.enable_counter()
+        with torch.no_grad():
+            layer(x)
+        counts.append(layer.adc.disable_counter())
+        assert spy.served == (0 if general else 1)
+    assert counts[0][1] == counts[1][1]  # every conversion counted once
+    assert abs(counts[0][0] - counts[1][0]) <= 1  # but for a rounding tie at the bound
+    saturated, total = counts[0]
+    assert 0 < saturated < total
+
+
+@pytest.mark.parametrize("layout", ["linear-partial-reads", "conv-dense", "conv-channel"])
+@pytest.mark.parametrize("percentile", [100.0, 99.0])
+@pytest.mark.parametrize("first_batch", [False, True], ids=["calibrate", "first-batch"])
+def test_chunked_adc_calibration_matches_the_general_path(
+    layout: str, percentile: float, first_batch: bool, monkeypatch
+):
+    # the batched read-out calibrates the ADC from per-chunk summaries (the max, or a
+    # subsample for a percentile) instead of holding every partial sum of the batch
+    torch.manual_seed(5)
+    linear, opts = LAYOUTS[layout]
+    module, x = _module(linear, groups=1, batch=4)
+    cfg = _config("bit-serial-sliced", opts, adc=aimc.ADCConfig(bits=4, percentile=percentile))
+    monkeypatch.setattr(aimc.tile.readout, "CHUNK_BYTES", 100_000)
+    ranges, outs = [], []
+    for general in (False, True):
+        layer = aimc.convert_to_analog(module, cfg).eval()
+        spy = _Spy(monkeypatch, general=general)
+        with torch.no_grad(), pytest.warns(UserWarning) if first_batch else _nothing():
+            if not first_batch:
+                aimc.calibrate(layer, [x])
+            outs.append(layer(x))
+        assert spy.served == (0 if general else (1 if first_batch else 2))
+        ranges.append(layer.adc.full_scale.clone())
+    # a percentile comes from a strided subsample of each chunk (at most SUMMARY_SAMPLES)
+    rtol = 1e-6 if percentile == 100.0 else 0.05
+    torch.testing.assert_close(ranges[0], ranges[1], rtol=rtol, atol=0)
+    if percentile == 100.0:
+        _assert_same_readout(outs[0], outs[1])
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_chunks_bound_the_partial_sums_alive_at_once(monkeypatch):
+    # every chunk's partial sums stay within the budget (one MVM on one row tile at least)
+    torch.manual_seed(6)
+    module, x = _module(True, batch=20)
+    layer = aimc.convert_to_analog(module, _config("bit-serial-sliced", {})).eval()
+    aimc.calibrate(layer, [x])
+    budget = 40_000
+    monkeypatch.setattr(aimc.tile.readout, "CHUNK_BYTES", budget)
+    sizes = []
+    real_bmm = torch.bmm
+
+    def bmm(a, b, *, out=None):
+        sizes.append(out.numel() * out.element_size())
+        return real_bmm(a, b, out=out)
+
+    monkeypatch.setattr(torch, "bmm", bmm)
+    with torch.no_grad():
+        y = layer(x)
+    assert len(sizes) > 1 and max(sizes) <= budget
+    monkeypatch.undo()
+    with torch.no_grad():
+        _assert_same_readout(layer(x), y)  # other chunks: the same read-out
