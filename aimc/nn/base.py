@@ -113,6 +113,16 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
         drives ``xq`` (bit planes stacked on the batch axis), before the range rescale."""
         raise NotImplementedError
 
+    def _read_tiles(self, drive: Drive, w: Tensor, scale: Tensor) -> Tensor:
+        """The tiles' accumulated outputs for ``drive`` (input cycles shift-added, before the
+        range rescale): the batched read-out where it applies, else stage by stage."""
+        y = None
+        if not self.training and not (torch.is_grad_enabled() and drive.x.requires_grad):
+            y = batched_read(self.adc, lambda cv, lsbs: self._tiles_batched(drive, w, cv, lsbs))
+        if y is None:  # the general path
+            y = self.accumulate.planes(self._tiles_forward(drive.x, w, scale), drive.plane_weights)
+        return y
+
     def _tiles_batched(self, drive: Drive, w: Tensor, convert: Convert, lsbs: list[float]):
         """The batched read-out (:mod:`aimc.tile.readout`) of ``drive`` on tiles ``w``: what
         ``_tiles_forward`` and the plane shift-add give, or ``None`` where it does not apply."""
@@ -235,11 +245,7 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
             scale = self.crossbar.weight_scale
         uncalibrated = not self.training and "_ranges_for" not in self.__dict__
         drive = self.dac(x)
-        y = None
-        if not self.training and not (torch.is_grad_enabled() and drive.x.requires_grad):
-            y = batched_read(self.adc, lambda cv, lsbs: self._tiles_batched(drive, w, cv, lsbs))
-        if y is None:  # the general path, stage by stage
-            y = self.accumulate.planes(self._tiles_forward(drive.x, w, scale), drive.plane_weights)
+        y = self._read_tiles(drive, w, scale)
         if not self.training and pending:
             with torch.no_grad():
                 comp = self._compensation(t)

@@ -207,8 +207,7 @@ class StepReader:
         crossbar.begin_draw()
         w = crossbar.read(self._t)
         drive = layer.dac(x)
-        y = layer._tiles_forward(drive.x, w, crossbar.weight_scale)
-        y = layer.accumulate.planes(y, drive.plane_weights)
+        y = layer._read_tiles(drive, w, crossbar.weight_scale)
         comp = self._comp
         if isinstance(comp, Tensor):
             comp = layer._place_columns(comp, y)
