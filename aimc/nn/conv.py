@@ -197,7 +197,7 @@ class _AnalogConvNd(AnalogLayerBase):
         n_rt, cin_g, s, n = g.n_row_tiles, self.in_channels // self.groups, w.shape[0], g.out_cols
         cpt, groups = g.row_block // (kh * kw), g.groups * g.n_row_tiles
         rw = self._readout_weights(lsbs)
-        cycles = rw.code.shape[0]
+        cycles = rw.cycle.numel()
         pb, _, h, wd = x2.shape
         b = pb // cycles
         xg = x2.reshape(cycles, b, g.groups, cin_g, h, wd)
@@ -209,7 +209,8 @@ class _AnalogConvNd(AnalogLayerBase):
         wr = wr.permute(1, 2, 0, 6, 3, 4, 5)
         wr = wr.reshape(groups * s * n, cpt, kh, kw).contiguous(memory_format=torch.channels_last)
         # the weight of each code: [cycle, sample, pixel, group, row tile, slice, column]
-        fac = rw.code.view(cycles, 1, 1, 1, 1, s, 1) * rw.scale.view(1, 1, 1, g.groups, n_rt, 1, n)
+        fac = rw.cycle.view(cycles, 1, 1, 1, 1, 1, 1) * rw.slice.view(1, 1, 1, 1, 1, s, 1)
+        fac = fac * rw.scale.view(1, 1, 1, g.groups, n_rt, 1, n)
         ones = xfac = None
         if rw.xsum is not None:
             xfac = rw.xsum.view(-1, 1, 1, 1) * rw.scale.unsqueeze(0)  # [cycle, Gr, n_rt, N]
@@ -245,7 +246,7 @@ class _AnalogConvNd(AnalogLayerBase):
         split = pr is not None and pr < r
         ws = in_lsb_units(AF.split_reads(w, pr) if split else w, lsbs, 0)
         rw = self._readout_weights(lsbs, ws.shape[2] // w.shape[2])
-        cycles = rw.code.shape[0]
+        cycles = rw.cycle.numel()
         pb, c, h, wd = x2.shape
         b = pb // cycles
         ho, wo = self._out_size(x2, conv)

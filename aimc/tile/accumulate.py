@@ -21,10 +21,11 @@ __all__ = ["Accumulate", "ReadoutWeights"]
 
 class ReadoutWeights(NamedTuple):
     """The accumulation stage as weights of ADC codes (:meth:`Accumulate.readout_weights`):
-    ``code`` ``[cycles, S]``, ``xsum`` ``[cycles]`` (offset encoding, else ``None``) and the
-    column scales ``scale`` ``[Gr, reads, N]``."""
+    ``cycle`` ``[cycles]``, ``slice`` ``[S]``, ``xsum`` ``[cycles]`` (offset encoding, else
+    ``None``) and the column scales ``scale`` ``[Gr, reads, N]``."""
 
-    code: Tensor
+    cycle: Tensor
+    slice: Tensor
     xsum: Optional[Tensor]
     scale: Tensor
 
@@ -107,11 +108,11 @@ class Accumulate(Stage):
         reads: int = 1,
     ) -> ReadoutWeights:
         """What this stage does to ADC codes, as weights for the batched read-out
-        (:mod:`aimc.tile.readout`): the output is ``sum code[j, s] * scale[r, n] * q`` over
+        (:mod:`aimc.tile.readout`): the output is ``sum cycle[j] slice[s] scale[r, n] q`` over
         cycles ``j``, reads ``r`` and slices ``s`` of the codes ``q``, plus, for offset
-        encoding, ``sum xsum[j] * scale[r, n] * (input sum of read r)``, which removes the
-        offset. ``code[j, s] = cycle_weights[j] * coef[s] * lsbs[s]`` (times 2 for offset
-        encoding); ``xsum[j] = -cycle_weights[j] (2 g_offset sum(coef) + 1)``. ``scale``: the
+        encoding, ``sum xsum[j] scale[r, n] (input sum of read r in cycle j)``, which removes
+        the offset. ``cycle = cycle_weights``; ``slice[s] = coef[s] * lsbs[s]`` (times 2 for
+        offset encoding); ``xsum[j] = -cycle[j] (2 g_offset sum(coef) + 1)``. ``scale``: the
         weight scales ``[Gr, n_rt, 1, N]``, each row tile's repeated for its ``reads``
         partial-row reads. Kept while scales, LSBs and cycles stay the same (no host-to-device
         copies per forward)."""
@@ -124,14 +125,17 @@ class Accumulate(Stage):
         coef = slice_coefficients(self.encoding, self.weight_bits, self.slices, torch.float64)
         lsb = torch.tensor(list(lsbs), dtype=torch.float64).expand(coef.numel())
         cyc = torch.tensor(list(cycle_weights), dtype=torch.float64)
-        code = cyc.view(-1, 1) * (coef * lsb * (2.0 if offset else 1.0)).view(1, -1)
+        per_slice = coef * lsb * (2.0 if offset else 1.0)
         xsum = cyc * -(2.0 * self.g_offset * float(coef.sum()) + 1.0) if offset else None
         sc = scale.detach().squeeze(2)  # [Gr, n_rt, N]
         if reads > 1:
             sc = sc.repeat_interleave(reads, dim=1)
         dev, dt = scale.device, scale.dtype
         out = ReadoutWeights(
-            code.to(dev, dt), None if xsum is None else xsum.to(dev, dt), sc.contiguous()
+            cyc.to(dev, dt),
+            per_slice.to(dev, dt),
+            None if xsum is None else xsum.to(dev, dt),
+            sc.contiguous(),
         )
         self._weights.clear()
         self._weights[key] = out

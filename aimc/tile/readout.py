@@ -111,21 +111,21 @@ def read_rows(
     split into row tiles of their own): ``[Gr, M, N]``, cycles, slices and row tiles summed
     with the weights ``rw`` (:meth:`~aimc.tile.accumulate.Accumulate.readout_weights`).
 
-    Per chunk of MVMs: one batched matmul over all row tiles and slices, laid out ``[row tile,
-    slice, cycle, MVM, column]``; ``convert`` on all its partial sums; one matrix-vector
-    product per row tile that shift-adds the slices and cycles of every code (they are
-    adjacent: a single pass over the codes); the column scales and the row-tile sum on what
-    is left (a ``slices * cycles``-th of it). Chunks are sized to stay in cache between these
-    passes. ``out``: where to write.
+    Per chunk of MVMs and row tiles: one batched matmul (a row tile per batch entry, the
+    slices side by side in its columns) makes the partial sums ``[row tile, cycle, MVM,
+    slice, column]``; ``convert`` turns them all into codes; one matrix-vector product per
+    row tile shift-adds the input cycles (a single pass over the codes); the slice weights,
+    column scales and the row-tile sum act on what is left (a ``cycles``-th of it). Chunks
+    are sized to stay in cache between these passes. ``out``: where to write.
     """
     s, gr, n_rt, r, n = w.shape
-    cycles = rw.code.shape[0]
+    cycles = rw.cycle.numel()
     m = rows.shape[0] // cycles
     if rows.shape[-1] != n_rt * r:  # the last row tile's empty rows read zeros
         rows = torch.nn.functional.pad(rows, (0, n_rt * r - rows.shape[-1]))
-    wt = w.permute(1, 2, 0, 3, 4).contiguous()  # [Gr, n_rt, S, R, N]
-    code = rw.code.t().reshape(1, s * cycles)  # [slice, cycle] flattened
-    sc = rw.scale.unsqueeze(2)  # [Gr, n_rt, 1, N]
+    wt = w.permute(1, 2, 3, 0, 4).reshape(gr, n_rt, r, s * n)  # slices side by side
+    cyc = rw.cycle.view(1, cycles)
+    fac = rw.slice.view(1, 1, 1, s, 1) * rw.scale.view(gr, n_rt, 1, 1, n)  # [Gr, n_rt, 1, S, N]
     y = torch.empty(gr, m, n, dtype=rows.dtype, device=rows.device) if out is None else out
     # a chunk: mc MVMs (cycles * mc matmul rows, GEMM_ROWS or so) on tc row tiles
     per_tile = cycles * s * n * rows.element_size()  # one MVM's partial sums on one row tile
@@ -134,7 +134,7 @@ def read_rows(
     tc = max(1, min(n_rt, budget // (per_tile * mc)))
     # one buffer for every chunk's partial sums: a fresh large tensor per chunk would cost
     # its page faults again each time
-    buf = torch.empty(gr * tc * s * cycles * mc * n, dtype=rows.dtype, device=rows.device)
+    buf = torch.empty(gr * tc * cycles * mc * s * n, dtype=rows.dtype, device=rows.device)
     xc = rows.view(cycles, m, gr, n_rt, r)
     for m0 in range(0, m, mc):
         mk = min(m, m0 + mc) - m0
@@ -143,16 +143,17 @@ def read_rows(
             tk = min(n_rt, t0 + tc) - t0
             tiles = gr * tk
             x = xc[:, m0 : m0 + mk, :, t0 : t0 + tk].permute(2, 3, 0, 1, 4)
-            x = x.reshape(tiles, 1, cycles * mk, r)
-            p = buf[: tiles * s * cycles * mk * n].view(tiles * s, cycles * mk, n)
-            xb = x.expand(tiles, s, cycles * mk, r).reshape(tiles * s, cycles * mk, r)
-            torch.bmm(xb, wt[:, t0 : t0 + tk].reshape(tiles * s, r, n), out=p)
-            p = convert(p.view(tiles, s, cycles * mk * n), 1).view(tiles, s * cycles, mk * n)
-            yt = torch.matmul(code, p).view(gr, tk, mk, n)  # slices and cycles shift-added
+            x = x.reshape(tiles, cycles * mk, r)
+            p = buf[: tiles * cycles * mk * s * n].view(tiles, cycles * mk, s * n)
+            torch.bmm(x, wt[:, t0 : t0 + tk].reshape(tiles, r, s * n), out=p)
+            p = convert(p.view(tiles, cycles * mk, s, n), 2)
+            if cycles > 1:  # the input cycles shift-added: [row tile, MVM, slice, column]
+                p = torch.matmul(cyc, p.view(tiles, cycles, mk * s * n))
+            yt = p.view(gr, tk, mk, s, n).mul_(fac[:, t0 : t0 + tk])
+            yt = yt.sum(3) if s > 1 else yt.squeeze(3)  # [Gr, tk, MVM, N]
             if rw.xsum is not None:  # the offset: each read's input sum
                 xs = torch.matmul(rw.xsum, x.view(tiles, cycles, mk, r).sum(-1))
-                yt += xs.view(gr, tk, mk, 1)
-            yt.mul_(sc[:, t0 : t0 + tk])
+                yt += xs.view(gr, tk, mk, 1) * rw.scale[:, t0 : t0 + tk].unsqueeze(2)
             if t0 == 0:
                 torch.sum(yt, dim=1, out=ys)
             else:
