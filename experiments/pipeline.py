@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -42,11 +43,13 @@ from experiments.datasets import (
     load_dataset,
 )
 from experiments.models import build_model
+from experiments.text import SequenceDataset
 
 __all__ = [
     "run",
     "seed_everything",
     "accuracy",
+    "scores",
     "train",
     "evaluate_analog",
     "cost_summary",
@@ -249,15 +252,33 @@ def finished_results(exp: Experiment, output_dir: str) -> Optional[dict[str, Any
 
 # --- digital training ----------------------------------------------------------------------------
 @torch.no_grad()
-def accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` (in eval mode) on ``data``."""
+def scores(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> tuple[float, float]:
+    """Top-1 accuracy and mean cross-entropy (nats per sample) of ``model`` (in eval mode) on
+    ``data``; for a language model ``exp`` of the second is the perplexity per token."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct, nll = 0, 0.0
     for x, y in batches(data, batch_size):
-        correct += int((model(x).argmax(dim=1) == y).sum())
+        logits = model(x)
+        correct += int((logits.argmax(dim=1) == y).sum())
+        nll += float(F.cross_entropy(logits.float(), y, reduction="sum"))
     model.train(was_training)
-    return correct / max(len(data), 1)
+    n = max(len(data), 1)
+    return correct / n, nll / n
+
+
+def accuracy(model: nn.Module, data: ImageDataset, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) on ``data``."""
+    return scores(model, data, batch_size)[0]
+
+
+def _perplexity(mean_nll: float) -> float:
+    return math.exp(mean_nll) if mean_nll < 700 else math.inf
+
+
+def reports_perplexity(data: Any) -> bool:
+    """Whether runs on ``data`` report perplexity: a language model's next-token data."""
+    return isinstance(data, SequenceDataset)
 
 
 def train(
@@ -458,9 +479,12 @@ def evaluate_analog(
     turn. ``on_draw(k, analog)`` is called after each programming; ``on_saturation(t, rates)``
     gets each layer's ADC saturation rate at each time of the first draw. Returns one
     ``{"t_s", "accuracy_mean", "accuracy_std", "repeats", "accuracies"}`` per time (std: the
-    sample standard deviation over draws, 0 with one draw).
+    sample standard deviation over draws, 0 with one draw); on a language model's data (see
+    :func:`reports_perplexity`) also ``"perplexity_mean"``, ``"perplexity_std"`` and
+    ``"perplexities"``: per draw ``exp`` of the mean cross-entropy per token.
     """
     acc = np.zeros((repeats, len(times_s)))
+    nll = np.zeros((repeats, len(times_s)))
     bar = tqdm(
         total=repeats * len(times_s), desc="analog eval", unit="read", disable=None, leave=False
     )
@@ -472,10 +496,10 @@ def evaluate_analog(
             aimc.drift(analog, t=t)
             if k == 0 and on_saturation is not None:
                 with aimc.track_adc_saturation(analog) as rates:
-                    acc[k, j] = accuracy(analog, test, batch_size)
+                    acc[k, j], nll[k, j] = scores(analog, test, batch_size)
                 on_saturation(t, rates)
             else:
-                acc[k, j] = accuracy(analog, test, batch_size)
+                acc[k, j], nll[k, j] = scores(analog, test, batch_size)
             bar.update()
     bar.close()
     rows = []
@@ -490,6 +514,13 @@ def evaluate_analog(
                 "accuracies": values,
             }
         )
+        if reports_perplexity(test):
+            ppl = [_perplexity(float(v)) for v in nll[:, j]]
+            rows[-1].update(
+                perplexity_mean=statistics.fmean(ppl),
+                perplexity_std=statistics.stdev(ppl) if repeats > 1 else 0.0,
+                perplexities=ppl,
+            )
     return rows
 
 
@@ -645,9 +676,13 @@ def _run(exp: Experiment, output_dir: str) -> dict[str, Any]:
     try:
         source, history = _digital_model(exp, data, model, tb)
         _save_atomic(model.state_dict(), os.path.join(output_dir, CHECKPOINT))
-        digital_acc = accuracy(model, data.test)
+        digital_acc, digital_nll = scores(model, data.test)
         t_train = time.perf_counter() - start
         log.info("digital test accuracy %.4f (%s)", digital_acc, source)
+        digital_ppl = None
+        if reports_perplexity(data.test):
+            digital_ppl = _perplexity(digital_nll)
+            log.info("digital test perplexity %.3f per token", digital_ppl)
 
         analog, finetune = _analog_model(exp, data, model, tb)
         if finetune:
@@ -681,6 +716,13 @@ def _run(exp: Experiment, output_dir: str) -> dict[str, Any]:
                 row["accuracy_std"],
                 row["repeats"],
             )
+            if "perplexity_mean" in row:
+                log.info(
+                    "t=%s: analog perplexity %.3f ± %.3f per token",
+                    time_tag(row["t_s"]),
+                    row["perplexity_mean"],
+                    row["perplexity_std"],
+                )
         t_eval = time.perf_counter() - start - t_train
 
         cost, report = cost_summary(
@@ -698,6 +740,7 @@ def _run(exp: Experiment, output_dir: str) -> dict[str, Any]:
             "choices": exp.choices,
             "overrides": exp.overrides,
             "digital_accuracy": digital_acc,
+            "digital_perplexity": digital_ppl,
             "digital_source": source,
             "cache_key": exp.cache_key,
             # which normal sampler drew the per-forward noise: a seed's numbers depend on it
@@ -740,6 +783,9 @@ def _log_results(tb: Any, exp: Experiment, results: dict[str, Any]) -> None:
     metrics = {"hparam/digital_accuracy": results["digital_accuracy"]}
     for r in rows:
         metrics[f"hparam/accuracy_t={time_tag(r['t_s'])}"] = r["accuracy_mean"]
+        if "perplexity_mean" in r:
+            metrics[f"hparam/perplexity_t={time_tag(r['t_s'])}"] = r["perplexity_mean"]
+            tb.scalar("analog/perplexity", r["perplexity_mean"], int(r["t_s"]))
     if cost.get("energy_j") is not None and math.isfinite(cost["energy_j"]):
         metrics["hparam/energy_pj"] = cost["energy_j"] * 1e12
     tb.log_hparams(_hparams(exp), metrics)

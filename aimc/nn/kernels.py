@@ -1,4 +1,4 @@
-"""``AnalogConv3d`` and ``AnalogConvTranspose1d/2d``: kernels on tile layers, one per group.
+"""``AnalogConv3d`` and ``AnalogConvTranspose1d/2d/3d``: kernels on tile layers, one per group.
 
 Each group's kernel is a matrix on its own :class:`~aimc.nn.AnalogLinear` tile layer (``kernel``,
 or ``kernel_g{k}`` for group ``k``) whose weight is a *view* of torch's ``weight`` parameter, so
@@ -7,16 +7,17 @@ key) and every edit of it reaches the tiles.
 
 - ``AnalogConv3d`` maps the unrolled kernel (``C_in/groups * kd * kh * kw`` rows ×
   ``C_out/groups`` columns) and runs one MVM per output voxel, as the 1-d/2-d convolutions do.
-- ``AnalogConvTranspose1d/2d`` map each input pixel's contributions: ``C_in/groups`` rows ×
-  ``C_out/groups * kh * kw`` columns, one MVM per *input* pixel (no zero-stuffed inputs); the
-  overlapping column outputs are added into the output digitally (col2im), as torch computes a
-  transposed convolution. The bias is added digitally.
+- ``AnalogConvTranspose1d/2d/3d`` map each input pixel's contributions: ``C_in/groups`` rows
+  × ``C_out/groups * prod(kernel_size)`` columns, one MVM per *input* pixel (or voxel; no
+  zero-stuffed inputs); the overlapping column outputs are added into the output digitally
+  (col2im), as torch computes a transposed convolution. The bias is added digitally.
 
 Padding modes, strides, dilation, groups, ``output_padding`` and ``output_size`` are torch's.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Optional
 
@@ -30,7 +31,12 @@ from aimc.nn.composite import AnalogContainer
 from aimc.nn.conv import PAD_MODES
 from aimc.nn.linear import AnalogLinear
 
-__all__ = ["AnalogConv3d", "AnalogConvTranspose1d", "AnalogConvTranspose2d"]
+__all__ = [
+    "AnalogConv3d",
+    "AnalogConvTranspose1d",
+    "AnalogConvTranspose2d",
+    "AnalogConvTranspose3d",
+]
 
 
 class _KernelTiles(AnalogContainer):
@@ -202,7 +208,7 @@ class AnalogConv3d(_KernelTiles, nn.Conv3d):
 
 
 class _AnalogConvTransposeNd(_KernelTiles):
-    """Shared forward of the 1-d/2-d transposed convolutions (1-d runs as height 1)."""
+    """Shared forward of the transposed convolutions (1-d runs as height 1)."""
 
     _spatial: int
 
@@ -249,13 +255,16 @@ class _AnalogConvTransposeNd(_KernelTiles):
         cols = self._run_groups(rows.reshape(n * length, self.groups, -1))  # [N*L, G*Cg*K]
         k = math.prod(self.kernel_size)
         cols = cols.view(n, length, self.groups, -1, k).permute(0, 2, 3, 4, 1)
-        y = F.fold(
-            cols.reshape(n * self.groups, -1, length),
-            self._two(full, 1),
-            self._two(self.kernel_size, 1),
-            dilation=self._two(self.dilation, 1),
-            stride=self._two(self.stride, 1),
-        )
+        if nd <= 2:
+            y = F.fold(
+                cols.reshape(n * self.groups, -1, length),
+                self._two(full, 1),
+                self._two(self.kernel_size, 1),
+                dilation=self._two(self.dilation, 1),
+                stride=self._two(self.stride, 1),
+            )
+        else:  # F.fold is 2-d only: add each kernel offset's outputs into a strided slice
+            y = self._col2im(cols.reshape(n, self.out_channels, *self.kernel_size, *x.shape[2:]))
         pad = []
         for d in reversed(range(nd)):  # F.pad order: last dim first; negative pads crop
             pad += [-self.padding[d], out_pad[d] - self.padding[d]]
@@ -265,6 +274,23 @@ class _AnalogConvTransposeNd(_KernelTiles):
             y = y.squeeze(2)
         y = self._add_bias(y)
         return y if batched else y.squeeze(0)
+
+    def _col2im(self, cols: Tensor) -> Tensor:
+        """The uncropped output ``[N, C_out, *full]`` of per-pixel column outputs ``cols``
+        ``[N, C_out, *kernel_size, *input size]``: kernel offset ``o`` of input pixel ``i``
+        lands at ``i * stride + o * dilation``."""
+        nd = self._spatial
+        size = cols.shape[2 + nd :]
+        full = [(size[d] - 1) * self.stride[d] + self.dilation[d] * (self.kernel_size[d] - 1) + 1
+                for d in range(nd)]  # fmt: skip
+        y = cols.new_zeros(*cols.shape[:2], *full)
+        for offset in itertools.product(*(range(k) for k in self.kernel_size)):
+            where = tuple(
+                slice(o * dil, o * dil + (n - 1) * s + 1, s)
+                for o, dil, n, s in zip(offset, self.dilation, size, self.stride)
+            )
+            y[(slice(None), slice(None), *where)] += cols[(slice(None), slice(None), *offset)]
+        return y
 
     def __init__(
         self,
@@ -329,3 +355,22 @@ class AnalogConvTranspose2d(_AnalogConvTransposeNd, nn.ConvTranspose2d):
 
     _FLOAT_MODULE = nn.ConvTranspose2d
     _spatial = 2
+
+
+class AnalogConvTranspose3d(_AnalogConvTransposeNd, nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d`` on tiles: the torch signature followed by ``config``; the forward
+    takes torch's optional ``output_size``. One MVM per input voxel per group.
+
+    Shape:
+        - Input: ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)``; Output:
+          ``(N, C_out, D_out, H_out, W_out)``.
+
+    Examples:
+        >>> import torch, aimc
+        >>> up = AnalogConvTranspose3d(4, 2, 2, stride=2, config=aimc.AnalogConfig.ideal()).eval()
+        >>> up(torch.randn(1, 4, 3, 3, 3)).shape
+        torch.Size([1, 2, 6, 6, 6])
+    """
+
+    _FLOAT_MODULE = nn.ConvTranspose3d
+    _spatial = 3

@@ -26,6 +26,10 @@ _CASES = {
         lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2),
         lambda: torch.randn(3, 4, 5, 5),
     ),
+    nn.ConvTranspose3d: (
+        lambda: nn.ConvTranspose3d(2, 4, 2, stride=2, groups=2),
+        lambda: torch.randn(2, 2, 3, 3, 3),
+    ),
     nn.MultiheadAttention: (lambda: nn.MultiheadAttention(8, 2), lambda: torch.randn(5, 3, 8)),
     nn.LSTM: (lambda: nn.LSTM(4, 6, bidirectional=True), lambda: torch.randn(4, 3, 4)),
     nn.GRU: (lambda: nn.GRU(4, 6, batch_first=True), lambda: torch.randn(3, 5, 4)),

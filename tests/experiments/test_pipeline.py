@@ -37,12 +37,14 @@ def test_results_json_schema(single):
         on_disk = json.load(f)
     assert on_disk["digital_accuracy"] == results["digital_accuracy"]
     assert 0.5 < on_disk["digital_accuracy"] <= 1.0  # 2 epochs on 300 digits
+    assert on_disk["digital_perplexity"] is None
     assert on_disk["config"]["adc"]["bits"] == 8 and on_disk["config"]["device"]["_target_"]
     assert [r["t_s"] for r in on_disk["analog"]] == [1.0, 86400.0]
     assert on_disk["normal_sampler"] == aimc.sampling.normal_sampler() in ("torch", "mkl")
     for row in on_disk["analog"]:
         assert set(row) >= {"t_s", "accuracy_mean", "accuracy_std", "repeats"}
         assert row["repeats"] == 2 and len(row["accuracies"]) == 2
+        assert "perplexity_mean" not in row  # images: no language model, no perplexity
         assert 0.0 <= row["accuracy_mean"] <= 1.0 and row["accuracy_std"] >= 0.0
         assert row["accuracy_mean"] == pytest.approx(sum(row["accuracies"]) / 2)
     cost = on_disk["cost"]

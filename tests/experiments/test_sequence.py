@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
+from exp_helpers import compose_config, tiny
 
 import aimc
+from experiments.config import build
 from experiments.datasets import DatasetNotFoundError, DatasetSpec, load_dataset
 from experiments.models import LSTMClassifier, TransformerClassifier
-from experiments.text import VOCAB, encode
+from experiments.pipeline import reports_perplexity, run, scores
+from experiments.text import VOCAB, SequenceDataset, encode
 
 
 @pytest.mark.parametrize("cls", [TransformerClassifier, LSTMClassifier], ids=lambda c: c.__name__)
@@ -38,6 +44,7 @@ def test_patch_must_divide_the_image():
 
 
 def _corpus(tmp_path, n_files=4):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     texts = [f"file {k}: " + "abcdefgh" * (5 + k) + "\n" for k in range(n_files)]
     for k, text in enumerate(texts):
         (tmp_path / f"f{k}.txt").write_text(text)
@@ -76,3 +83,44 @@ def test_missing_folder_and_no_matching_file_are_named(tmp_path):
         load_dataset(spec)
     with pytest.raises(ValueError, match="dataset.seq_len must be an int >= 1"):
         DatasetSpec(name="text", seq_len=0)
+
+
+def test_scores_give_accuracy_and_mean_cross_entropy():
+    class Uniform(torch.nn.Module):  # equal logits over 7 classes: perplexity 7
+        def forward(self, x):
+            return torch.zeros(len(x), 7)
+
+    data = SequenceDataset(torch.zeros(10, 3, dtype=torch.long), torch.zeros(10))
+    acc, nll = scores(Uniform(), data, batch_size=4)
+    assert acc == 1.0  # argmax of equal logits is class 0, every label
+    assert math.exp(nll) == pytest.approx(7.0)
+    assert reports_perplexity(data)
+
+
+def test_char_lm_run_reports_perplexity_over_drift_time(tmp_path):
+    texts = _corpus(tmp_path / "corpus", n_files=8)
+    extra = [
+        "dataset=text",
+        "model=lstm",
+        f"dataset.text_dir={tmp_path / 'corpus'}",
+        "dataset.text_glob=*.txt",
+        "dataset.seq_len=6",
+        "model.hidden=16",
+        "model.embed=8",
+        "train.epochs=1",
+    ]
+    exp = build(compose_config([*tiny(tmp_path), *extra]), choices={}, overrides=extra)
+    results = run(exp, str(tmp_path / "run"))
+    assert len(texts) == 8
+    model = LSTMClassifier((6,), len(VOCAB) + 1, hidden=16, embed=8)
+    model.load_state_dict(torch.load(tmp_path / "run" / "model.pt", weights_only=True))
+    _, nll = scores(model, load_dataset(exp.dataset).test)
+    assert results["digital_perplexity"] == pytest.approx(math.exp(nll))
+    for row in results["analog"]:
+        assert len(row["perplexities"]) == row["repeats"] == 2
+        assert all(p >= 1.0 for p in row["perplexities"])
+        assert row["perplexity_mean"] == pytest.approx(sum(row["perplexities"]) / 2)
+    with open(tmp_path / "run" / "results.json") as f:
+        assert (
+            json.load(f)["analog"][0]["perplexity_mean"] == results["analog"][0]["perplexity_mean"]
+        )

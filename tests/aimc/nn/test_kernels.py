@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 import aimc
-from aimc.nn import AnalogConv3d, AnalogConvTranspose1d, AnalogConvTranspose2d
+from aimc.nn import (
+    AnalogConv3d,
+    AnalogConvTranspose1d,
+    AnalogConvTranspose2d,
+    AnalogConvTranspose3d,
+)
 
 IDEAL = aimc.AnalogConfig.ideal()
 COARSE = aimc.AnalogConfig(device="ideal", dac=aimc.DACConfig(bits=2), adc=aimc.ADCConfig(bits=2))
@@ -56,6 +61,21 @@ def test_conv3d_ideal_equals_torch(kw):
             {"kernel_size": 3, "dilation": 2, "output_padding": 1, "groups": 2},
         ),
         (nn.ConvTranspose2d, AnalogConvTranspose2d, {"kernel_size": 1, "padding": 1}),
+        (nn.ConvTranspose3d, AnalogConvTranspose3d, {"kernel_size": 3, "stride": 2}),
+        (
+            nn.ConvTranspose3d,
+            AnalogConvTranspose3d,
+            {
+                "kernel_size": (2, 3, 2),
+                "stride": (2, 1, 3),
+                "padding": (1, 0, 2),
+                "output_padding": (1, 0, 2),
+                "dilation": (1, 2, 1),
+                "groups": 2,
+                "bias": False,
+            },
+        ),
+        (nn.ConvTranspose3d, AnalogConvTranspose3d, {"kernel_size": 1, "padding": 1}),
     ],
     ids=str,
 )
@@ -63,7 +83,7 @@ def test_transposed_conv_ideal_equals_torch(cls, analog_cls, kw):
     torch.manual_seed(0)
     digital = cls(4, 6, **kw).eval()
     analog = analog_cls.from_digital(digital, IDEAL).eval()
-    spatial = 1 if cls is nn.ConvTranspose1d else 2
+    spatial = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}[cls]
     x = torch.randn(2, 4, *([5] * spatial))
     with torch.no_grad():
         torch.testing.assert_close(analog(x), digital(x), **TOL)
@@ -79,6 +99,13 @@ def test_transposed_conv_takes_torchs_output_size():
         out = analog(x, output_size=[12, 12])
         torch.testing.assert_close(out, digital(x, output_size=[12, 12]), **TOL)
     assert out.shape[-2:] == (12, 12)
+    digital = nn.ConvTranspose3d(4, 6, 3, stride=2).eval()
+    analog = AnalogConvTranspose3d.from_digital(digital, IDEAL).eval()
+    x = torch.randn(1, 4, 3, 4, 5)
+    with torch.no_grad():
+        out = analog(x, output_size=[8, 10, 11])
+        torch.testing.assert_close(out, digital(x, output_size=[8, 10, 11]), **TOL)
+    assert out.shape[-3:] == (8, 10, 11)
 
 
 @pytest.mark.parametrize(
@@ -86,6 +113,7 @@ def test_transposed_conv_takes_torchs_output_size():
     [
         (lambda cfg: AnalogConv3d(4, 6, 3, config=cfg), torch.randn(2, 4, 5, 5, 5)),
         (lambda cfg: AnalogConvTranspose2d(4, 6, 3, 2, config=cfg), torch.randn(2, 4, 5, 5)),
+        (lambda cfg: AnalogConvTranspose3d(4, 6, 2, 2, config=cfg), torch.randn(2, 4, 3, 3, 3)),
     ],
 )
 def test_coarse_converters_change_the_output_and_tiles_follow_the_weight(make, x):
@@ -125,6 +153,18 @@ def test_state_dict_round_trip_gradients_and_dtype():
     fresh = AnalogConvTranspose2d(4, 6, 3, stride=2, config=cfg).eval()
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     torch.testing.assert_close(fresh(x), y, rtol=0, atol=0)
+    layer3 = AnalogConvTranspose3d(4, 6, 2, stride=2, groups=2, config=cfg).eval()
+    layer3.drift_to(3600.0)
+    x3 = torch.randn(2, 4, 3, 2, 3)
+    y3 = layer3(x3)
+    buf = io.BytesIO()
+    torch.save(layer3.state_dict(), buf)
+    buf.seek(0)
+    fresh3 = AnalogConvTranspose3d(4, 6, 2, stride=2, groups=2, config=cfg).eval()
+    fresh3.load_state_dict(torch.load(buf, weights_only=True))
+    for key, value in layer3.state_dict().items():
+        assert torch.equal(fresh3.state_dict()[key], value), key
+    torch.testing.assert_close(fresh3(x3), y3, rtol=0, atol=0)
     hw = aimc.AnalogConfig(training=aimc.TrainingConfig(hardware_aware=True))
     conv = AnalogConv3d(2, 4, 3, config=hw).train()
     conv(torch.randn(2, 2, 4, 4, 4)).sum().backward()
@@ -140,3 +180,8 @@ def test_cost_report_counts_one_mvm_per_output_voxel_or_input_pixel():
     rows = {layer.name: layer for layer in report.layers}
     assert rows["0.kernel"].counts.mvms == 3 * 3 * 3  # output voxels
     assert rows["2.kernel"].counts.mvms == 3 * 3  # input pixels of the transposed conv
+    up = aimc.convert_to_analog(nn.Sequential(nn.ConvTranspose3d(2, 4, 3, 2, groups=2)))
+    report = aimc.estimate_cost(up, torch.randn(1, 2, 2, 3, 4), technology="isaac")
+    rows = {layer.name: layer for layer in report.layers}
+    assert rows["0.kernel_g1"].counts.mvms == 2 * 3 * 4  # input voxels, per group
+    assert rows["0.kernel_g1"].energy_j > 0
