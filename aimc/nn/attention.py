@@ -160,7 +160,7 @@ class AnalogMultiheadAttention(AnalogContainer, nn.MultiheadAttention):
         args = (query, key, value, key_padding_mask, need_weights, attn_mask)
         kw = {"average_attn_weights": average_attn_weights, "is_causal": is_causal}
         self._auto_calibrate(lambda: self._analog_forward(*args, **kw))
-        with self.hold_noise():  # in_proj read for query, key and value: one array, one draw
+        with self._training_noise_held():  # in_proj for query, key, value: one array, one draw
             return self._analog_forward(*args, **kw)
 
     def _analog_forward(

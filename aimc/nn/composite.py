@@ -190,6 +190,10 @@ class AnalogContainer(TorchAoNames, nn.Module):
                 stack.enter_context(tile.crossbar.hold_noise())
             yield
 
+    def _training_noise_held(self) -> contextlib.AbstractContextManager:
+        """:meth:`hold_noise` for a training forward (eval reads draw no training noise)."""
+        return self.hold_noise() if self.training else contextlib.nullcontext()
+
     def _runs_digital(self) -> bool:
         """Training without hardware-aware tiles: torch's own forward (identical numerics)."""
         if not self.training:

@@ -165,7 +165,7 @@ class _AnalogRNNBase(AnalogContainer):
         if self._runs_digital():
             return self._FLOAT_MODULE.forward(self, input, hx)
         self._auto_calibrate(lambda: self._analog_forward(input, hx))
-        with self.hold_noise():  # each W is one array read at every step: one noise draw
+        with self._training_noise_held():  # each W is one array read at every step: one noise draw
             return self._analog_forward(input, hx)
 
     def _analog_forward(self, input, hx):
