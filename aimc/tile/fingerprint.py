@@ -42,7 +42,8 @@ def edit_fingerprint(weight: Tensor) -> Tensor:
       sign, a NaN payload. An unnoticed edit leaves every touched block and class with at
       least two changed words, so it needs four;
     - any edit inside one block (two words of a block are less than ``STRIDE`` apart, so in
-      different classes); so every exchange of two unequal weights (a transposition);
+      different classes), and every exchange of two unequal words: for float32 and narrower
+      weights (one word each), every transposition of two weights;
     - the exchange of two different blocks ``k`` blocks apart (two rows of a 1024-wide
       weight) when ``k`` is prime to 129: block ``i``'s words fall in classes shifted by
       ``8 i``, so an unnoticed exchange needs a difference of the two blocks that repeats with
