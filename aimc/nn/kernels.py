@@ -264,7 +264,9 @@ class _AnalogConvTransposeNd(_KernelTiles):
                 stride=self._two(self.stride, 1),
             )
         else:  # F.fold is 2-d only: add each kernel offset's outputs into a strided slice
-            y = self._col2im(cols.reshape(n, self.out_channels, *self.kernel_size, *x.shape[2:]))
+            y = self._col2im(
+                cols.reshape(n, self.out_channels, *self.kernel_size, *x.shape[2:]), full
+            )
         pad = []
         for d in reversed(range(nd)):  # F.pad order: last dim first; negative pads crop
             pad += [-self.padding[d], out_pad[d] - self.padding[d]]
@@ -275,14 +277,11 @@ class _AnalogConvTransposeNd(_KernelTiles):
         y = self._add_bias(y)
         return y if batched else y.squeeze(0)
 
-    def _col2im(self, cols: Tensor) -> Tensor:
+    def _col2im(self, cols: Tensor, full: list[int]) -> Tensor:
         """The uncropped output ``[N, C_out, *full]`` of per-pixel column outputs ``cols``
         ``[N, C_out, *kernel_size, *input size]``: kernel offset ``o`` of input pixel ``i``
         lands at ``i * stride + o * dilation``."""
-        nd = self._spatial
-        size = cols.shape[2 + nd :]
-        full = [(size[d] - 1) * self.stride[d] + self.dilation[d] * (self.kernel_size[d] - 1) + 1
-                for d in range(nd)]  # fmt: skip
+        size = cols.shape[2 + self._spatial :]
         y = cols.new_zeros(*cols.shape[:2], *full)
         for offset in itertools.product(*(range(k) for k in self.kernel_size)):
             where = tuple(
