@@ -29,7 +29,7 @@ from aimc.nn.base import (
     deferred_programming,
     name_seed,
 )
-from aimc.nn.conversion import TorchAoNames
+from aimc.nn.conversion import TorchConversion
 from aimc.nn.linear import AnalogLinear
 
 __all__ = ["AnalogContainer"]
@@ -51,7 +51,7 @@ def _forgive_alias_keys(module: nn.Module, incompatible_keys: Any) -> None:
                 missing.remove(key)
 
 
-class AnalogContainer(TorchAoNames, nn.Module):
+class AnalogContainer(TorchConversion, nn.Module):
     """Base of the analog layers made of tile layers (not used directly).
 
     Subclasses call :meth:`_init_tiles` after torch's ``__init__`` with ``(tile name, weight,
@@ -136,11 +136,7 @@ class AnalogContainer(TorchAoNames, nn.Module):
         """An analog layer with ``module``'s hyper-parameters and parameters, each tile layer
         programmed with a draw from ``seed`` and its name (default: ``config.seed``);
         ``program=False`` leaves the tile layers to program on their first analog forward."""
-        if not isinstance(module, cls._FLOAT_MODULE):
-            raise TypeError(
-                f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
-                f"got {type(module).__name__}"
-            )
+        cls._check_float_module(module)
         w = next(module.parameters())
         with deferred_programming():
             layer = cls(**cls._ctor_kwargs(module), config=config, device=w.device, dtype=w.dtype)

@@ -17,7 +17,7 @@ from torch import nn
 
 from aimc.config import AnalogConfig
 
-__all__ = ["DigitalConversion", "TorchAoNames", "deferred_programming"]
+__all__ = ["DigitalConversion", "TorchConversion", "deferred_programming"]
 
 _DEFER_PROGRAM = contextvars.ContextVar("aimc_defer_program", default=False)
 
@@ -40,8 +40,19 @@ def _copy_parameters(src: nn.Module, dst: nn.Module) -> None:
         dst.bias.copy_(src.bias)
 
 
-class TorchAoNames:
-    """``from_float`` / ``to_float``: torch.ao's names of ``from_digital`` / ``to_digital``."""
+class TorchConversion:
+    """What every analog layer's conversion shares: the check of the torch module it is given
+    and torch.ao's names ``from_float`` / ``to_float`` of ``from_digital`` / ``to_digital``."""
+
+    _FLOAT_MODULE: type[nn.Module]
+
+    @classmethod
+    def _check_float_module(cls, module: nn.Module) -> None:
+        if not isinstance(module, cls._FLOAT_MODULE):
+            raise TypeError(
+                f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
+                f"got {type(module).__name__}"
+            )
 
     @classmethod
     def from_float(
@@ -55,12 +66,10 @@ class TorchAoNames:
         return self.to_digital()
 
 
-class DigitalConversion(TorchAoNames):
+class DigitalConversion(TorchConversion):
     """Conversion between an analog layer and its torch layer ``_FLOAT_MODULE`` (a part of
     :class:`~aimc.nn.base.AnalogLayerBase`; uses its ``weight``, ``bias``, ``program`` and
     ``crossbar``)."""
-
-    _FLOAT_MODULE: type[nn.Module]
 
     @staticmethod
     def _ctor_args(module: nn.Module) -> tuple:
@@ -78,11 +87,7 @@ class DigitalConversion(TorchAoNames):
         """An analog layer with ``module``'s hyper-parameters and weights, programmed with a
         device draw from ``seed`` (default: ``config.seed``); ``program=False`` defers the
         programming to the first analog forward."""
-        if not isinstance(module, cls._FLOAT_MODULE):
-            raise TypeError(
-                f"{cls.__name__}.from_digital expects an {cls._FLOAT_MODULE.__name__}, "
-                f"got {type(module).__name__}"
-            )
+        cls._check_float_module(module)
         w = module.weight
         with deferred_programming():  # program once, with the real weights
             layer = cls(*cls._ctor_args(module), config, device=w.device, dtype=w.dtype)
