@@ -170,7 +170,12 @@ class _AnalogConvNd(AnalogLayerBase):
         (kh, kw), stride, dil = self._kernel2, self._two(self.stride), self._two(self.dilation)
         pr = self.config.tile.parallel_rows
         conv = (stride, pad2, dil)
-        if (pr is None or pr >= g.row_block) and g.row_block % (kh * kw) == 0:
+        # whole channels per row tile and one pass (no cycles, no slices): a grouped conv; else
+        # unfolded rows through one GEMM per row tile (a grouped conv with so many output
+        # channels runs at a fraction of a GEMM's speed)
+        single = len(lsbs) == 1 and w.shape[0] == 1 and self.dac.cycle_weights() == [1.0]
+        whole = (pr is None or pr >= g.row_block) and g.row_block % (kh * kw) == 0
+        if single and whole:
             y = self._row_tile_conv_batched(x2, w, convert, lsbs, conv)
         else:
             y = self._unfolded_batched(x2, w, convert, lsbs, conv)
@@ -187,50 +192,44 @@ class _AnalogConvNd(AnalogLayerBase):
     def _row_tile_conv_batched(
         self, x2: Tensor, w: Tensor, convert: Convert, lsbs: list[float], conv
     ) -> Tensor:
-        """Row tiles holding whole input channels, read in one grouped conv per chunk of
-        samples: the row tiles are its groups, the slices and columns its output channels, the
-        input cycles its batch; then the ADC on all partial sums and one weighted sum. The
-        conv runs channels-last (partial sums of one pixel side by side: the grouped conv is
-        about twice as fast, and the sums over row tiles and slices run along memory)."""
+        """One pass (one input cycle, one weight slice) on row tiles holding whole input
+        channels: one grouped conv per chunk of samples reads every row tile (the row tiles are
+        its groups), then the ADC on all partial sums and one weighted sum over the row tiles.
+        The conv runs channels-last (partial sums of one pixel side by side: the grouped conv
+        is about twice as fast, and the sum over row tiles runs along memory)."""
         g = self.geometry
         kh, kw = self._kernel2
-        n_rt, cin_g, s, n = g.n_row_tiles, self.in_channels // self.groups, w.shape[0], g.out_cols
+        n_rt, cin_g, n = g.n_row_tiles, self.in_channels // self.groups, g.out_cols
         cpt, groups = g.row_block // (kh * kw), g.groups * g.n_row_tiles
         rw = self._readout_weights(lsbs)
-        cycles = rw.cycle.numel()
-        pb, _, h, wd = x2.shape
-        b = pb // cycles
-        xg = x2.reshape(cycles, b, g.groups, cin_g, h, wd)
+        b, _, h, wd = x2.shape
+        xg = x2.reshape(b, g.groups, cin_g, h, wd)
         if n_rt * cpt != cin_g:  # the last row tile's empty rows read zeros
             xg = F.pad(xg, (0, 0, 0, 0, 0, n_rt * cpt - cin_g))
-        xg = xg.reshape(pb, groups * cpt, h, wd).contiguous(memory_format=torch.channels_last)
-        # [Gr, n_rt, S, N, cpt, kh, kw]: each row tile a group of the conv
-        wr = in_lsb_units(w, lsbs, 0).view(s, g.groups, n_rt, cpt, kh, kw, n)
-        wr = wr.permute(1, 2, 0, 6, 3, 4, 5)
-        wr = wr.reshape(groups * s * n, cpt, kh, kw).contiguous(memory_format=torch.channels_last)
-        # the weight of each code: [cycle, sample, pixel, group, row tile, slice, column]
-        fac = rw.cycle.view(cycles, 1, 1, 1, 1, 1, 1) * rw.slice.view(1, 1, 1, 1, 1, s, 1)
-        fac = fac * rw.scale.view(1, 1, 1, g.groups, n_rt, 1, n)
-        ones = xfac = None
+        xg = xg.reshape(b, groups * cpt, h, wd).contiguous(memory_format=torch.channels_last)
+        # [Gr, n_rt, N, cpt, kh, kw]: each row tile a group of the conv
+        wr = in_lsb_units(w, lsbs, 0).view(g.groups, n_rt, cpt, kh, kw, n)
+        wr = wr.permute(0, 1, 5, 2, 3, 4)
+        wr = wr.reshape(groups * n, cpt, kh, kw).contiguous(memory_format=torch.channels_last)
+        fac = rw.slice * rw.scale  # the weight of each code: [group, row tile, column]
+        ones = None
         if rw.xsum is not None:
-            xfac = rw.xsum.view(-1, 1, 1, 1) * rw.scale.unsqueeze(0)  # [cycle, Gr, n_rt, N]
             ones = torch.ones(groups, cpt, kh, kw, dtype=x2.dtype, device=x2.device)
         ho, wo = self._out_size(x2, conv)
         hw = ho * wo
         y = torch.empty(b, hw, g.groups, n, dtype=x2.dtype, device=x2.device)
-        chunk = chunk_items(b, cycles * groups * s * n * hw * x2.element_size())
-        xv = xg.view(cycles, b, groups * cpt, h, wd)
-        for b0 in range(0, b, chunk):
-            b1 = min(b, b0 + chunk)
-            xr = xv[:, b0:b1].flatten(0, 1)
+        bc = chunk_items(b, groups * n * hw * x2.element_size())
+        for b0 in range(0, b, bc):
+            bk = min(b, b0 + bc) - b0
+            xr = xg[b0 : b0 + bk]
             p = F.conv2d(xr, wr, None, *conv, groups)  # channels-last partial sums
-            p = p.permute(0, 2, 3, 1).view(cycles, b1 - b0, hw, g.groups, n_rt, s, n)
-            p = convert(p, 5).mul_(fac)
-            torch.sum(p, dim=(0, 4, 5), out=y[b0:b1])
-            if ones is not None:
+            p = convert(p.permute(0, 2, 3, 1).reshape(1, -1), 0)  # one slice
+            p = p.view(bk * hw, g.groups, n_rt, n).mul_(fac)
+            torch.sum(p, dim=2, out=y[b0 : b0 + bk].view(bk * hw, g.groups, n))
+            if ones is not None:  # the offset: each read's input sum
                 xs = F.conv2d(xr, ones, None, *conv, groups).permute(0, 2, 3, 1)
-                xs = xs.reshape(cycles, b1 - b0, hw, g.groups, n_rt)
-                y[b0:b1] += torch.einsum("jbhgr,jgrn->bhgn", xs, xfac)
+                xs = xs.reshape(bk, hw, g.groups, n_rt)
+                y[b0 : b0 + bk] += torch.einsum("bhgr,grn->bhgn", xs, rw.xsum[0] * rw.scale)
         return y.view(b, ho, wo, g.groups * n).permute(0, 3, 1, 2).contiguous()
 
     @torch.no_grad()

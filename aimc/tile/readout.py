@@ -45,7 +45,7 @@ CHUNK_BYTES = 32 << 20
 CACHE_BYTES = 4 << 20
 
 #: matmul rows (MVMs times input cycles) a chunk aims at: enough for an efficient GEMM
-GEMM_ROWS = 256
+GEMM_ROWS = 512
 
 #: ``convert(p, s_dim)``: the ADC step of a chunk's partial sums ``p`` (in LSB units, slices
 #: along ``s_dim``), in place; returns the converted tensor

@@ -170,8 +170,9 @@ def test_chunked_adc_calibration_matches_the_general_path(
     # subsample for a percentile) instead of holding every partial sum of the batch
     torch.manual_seed(5)
     linear, opts = LAYOUTS[layout]
-    module, x = _module(linear, groups=1, batch=4)
-    cfg = _config("bit-serial-sliced", opts, adc=aimc.ADCConfig(bits=4, percentile=percentile))
+    module, x = _module(linear, groups=2, batch=4)  # two groups: one full scale for both
+    name = "default-pcm" if layout == "conv-channel" else "bit-serial-sliced"  # grouped conv
+    cfg = _config(name, opts, adc=aimc.ADCConfig(bits=4, percentile=percentile))
     monkeypatch.setattr(aimc.tile.readout, "CHUNK_BYTES", 100_000)
     ranges, outs = [], []
     for general in (False, True):
