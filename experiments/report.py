@@ -63,9 +63,21 @@ class Run:
         return [r["t_s"] for r in self.results.get("analog", [])]
 
     def accuracy_at(self, t_s: float) -> tuple[Optional[float], Optional[float]]:
+        return self.metric_at(t_s, "accuracy")
+
+    def perplexity_at(self, t_s: float) -> tuple[Optional[float], Optional[float]]:
+        """A language model's perplexity (mean, std over draws) at ``t_s``; ``None`` if not."""
+        return self.metric_at(t_s, "perplexity")
+
+    @property
+    def reports_perplexity(self) -> bool:
+        return any("perplexity_mean" in row for row in self.results.get("analog", []))
+
+    def metric_at(self, t_s: float, what: str) -> tuple[Optional[float], Optional[float]]:
+        """``(mean, std)`` over draws of ``what`` (``"accuracy"``, ``"perplexity"``) at ``t_s``."""
         for row in self.results.get("analog", []):
             if math.isclose(row["t_s"], t_s, rel_tol=1e-9, abs_tol=1e-12):
-                return row["accuracy_mean"], row["accuracy_std"]
+                return row.get(f"{what}_mean"), row.get(f"{what}_std")
         return None, None
 
     def cost(self, key: str) -> Optional[float]:
@@ -230,9 +242,13 @@ def make_report(
     times = sorted({t for r in runs for t in r.times})
     t_at = parse_time(at) if at is not None else max(times)
     swept = swept_fields(runs)
-    header = ["run", *swept, "digital_accuracy"]
+    metrics = ["accuracy"]
+    if any(r.reports_perplexity for r in runs):  # language models: perplexity beside accuracy
+        metrics.append("perplexity")
+    header = ["run", *swept, *(f"digital_{m}" for m in metrics)]
     for t in times:
-        header += [f"accuracy@{time_tag(t)}", f"accuracy_std@{time_tag(t)}"]
+        for m in metrics:
+            header += [f"{m}@{time_tag(t)}", f"{m}_std@{time_tag(t)}"]
     cost_keys = ["energy_j", "latency_s", "area_mm2", "tops_per_w", "digital_baseline_energy_j"]
     header += [*cost_keys, "pareto"]
 
@@ -241,12 +257,14 @@ def make_report(
     front = pareto_front(energy, acc)
     rows = []
     for i, run in enumerate(runs):
-        row = {"run": run.path, "digital_accuracy": run.results.get("digital_accuracy")}
+        row = {"run": run.path}
+        row.update({f"digital_{m}": run.results.get(f"digital_{m}") for m in metrics})
         row.update({k: run.flat.get(k) for k in swept})
         for t in times:
-            mean, std = run.accuracy_at(t)
-            row[f"accuracy@{time_tag(t)}"] = mean
-            row[f"accuracy_std@{time_tag(t)}"] = std
+            for m in metrics:
+                mean, std = run.metric_at(t, m)
+                row[f"{m}@{time_tag(t)}"] = mean
+                row[f"{m}_std@{time_tag(t)}"] = std
         row.update({k: run.cost(k) for k in cost_keys})
         row["pareto"] = i in front
         rows.append(row)

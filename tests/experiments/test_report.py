@@ -147,3 +147,30 @@ def test_a_results_file_missing_a_field_is_skipped_by_name(tmp_path, capsys, edi
     assert main([str(tmp_path), "--no-tensorboard"]) == 0
     err = capsys.readouterr().err
     assert f"skipping {path}: " in err and problem in err
+
+
+def test_language_model_runs_report_perplexity_beside_accuracy(tmp_path):
+    folder = str(tmp_path)
+    for bits, ppl in ((4, 12.5), (8, 9.9)):
+        write_run(folder, f"b{bits}", bits=bits, device="pcm", acc=[0.4, 0.39], energy=1e-9)
+        path = os.path.join(folder, f"b{bits}", "results.json")
+        with open(path) as f:
+            results = json.load(f)
+        results["digital_perplexity"] = 9.8
+        for row in results["analog"]:
+            row.update(perplexity_mean=ppl, perplexity_std=0.1)
+        with open(path, "w") as f:
+            json.dump(results, f)
+    out = make_report(folder, tensorboard=False)
+    with open(out["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert {"digital_perplexity", "perplexity@1h", "perplexity_std@1h"} <= set(rows[0])
+    assert sorted(float(r["perplexity@1h"]) for r in rows) == [9.9, 12.5]
+    assert float(rows[0]["digital_perplexity"]) == 9.8
+
+
+def test_image_runs_have_no_perplexity_columns(tmp_path):
+    write_run(str(tmp_path), "a", bits=4, device="pcm", acc=[0.9, 0.8], energy=1e-9)
+    out = make_report(str(tmp_path), tensorboard=False)
+    with open(out["csv"]) as f:
+        assert not [k for k in next(csv.DictReader(f)) if "perplexity" in k]
