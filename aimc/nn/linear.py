@@ -166,8 +166,10 @@ class StepReader:
     the crossbar read at the layer's read time, DAC, tiles, ADC, accumulation, the drift
     compensation of the first call and the bias, without checking the weights and the input
     again. Otherwise every call is a plain forward. Either way the outputs equal plain calls
-    exactly. Valid while the weights, ranges and read time stay as they are: within one
-    forward of the enclosing layer.
+    exactly. Made for one forward of the enclosing layer; should anything the lean reads rely
+    on change in between (an in-place edit of the weight or bias, reprogramming, a new read
+    time or converter range, train mode, autograd, a hook), the next call is a plain forward
+    again and decides anew.
 
     Examples:
         >>> import aimc
@@ -180,28 +182,62 @@ class StepReader:
         True
     """
 
-    __slots__ = ("layer", "_lean", "_t", "_comp")
+    __slots__ = ("layer", "_lean", "_t", "_comp", "_watched", "_versions")
 
     def __init__(self, layer: AnalogLinear) -> None:
         self.layer = layer
-        self._lean: Optional[bool] = None  # decided after the first call
+        self._lean: Optional[bool] = None  # decided after a plain call
         self._t = 0.0
         self._comp = None
+        self._watched: tuple[Tensor, ...] = ()
+        self._versions: list[int] = []
 
-    def _can_skip_checks(self) -> bool:
+    def _watch(self) -> tuple[Tensor, ...]:
+        """The tensors whose in-place changes end the lean reads: the weight and bias, and the
+        crossbar's, DAC's and ADC's buffers of programming, read time, seed and ranges."""
+        layer, crossbar = self.layer, self.layer.crossbar
+        out = [layer.weight, crossbar.fingerprint, crossbar.t_bits, crossbar.seed]
+        out += [
+            layer.bias,
+            getattr(layer.dac, "range", None),
+            getattr(layer.dac, "range_gain", None),
+        ]
+        out.append(getattr(layer.adc, "full_scale", None))
+        return tuple(t for t in out if t is not None)
+
+    def _unchanged(self) -> bool:
         layer = self.layer
         if layer.training or torch.is_grad_enabled() or _hooked(layer):
             return False
-        return not (layer.observing or layer.uncalibrated or torch.jit.is_tracing())
+        watched = self._watched
+        return watched[0] is layer.weight and [t._version for t in watched] == self._versions
+
+    def _decide(self) -> None:
+        layer = self.layer
+        self._lean = not (
+            layer.training
+            or torch.is_grad_enabled()
+            or _hooked(layer)
+            or layer.observing
+            or layer.uncalibrated
+            or torch.jit.is_tracing()
+        )
+        if self._lean:
+            self._watched = self._watch()
+            if any(t.is_inference() for t in self._watched):  # no version counters to watch
+                self._lean = False
+                return
+            self._versions = [t._version for t in self._watched]
+            self._t = layer.crossbar.t_s
+            self._comp = layer._compensation(self._t)
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self._lean and not self._unchanged():
+            self._lean = None  # something changed: a plain call, then decide again
         if not self._lean:
             y = self.layer(x)
             if self._lean is None:
-                self._lean = self._can_skip_checks()
-                if self._lean:
-                    self._t = self.layer.crossbar.t_s
-                    self._comp = self.layer._compensation(self._t)
+                self._decide()
             return y
         layer, crossbar = self.layer, self.layer.crossbar
         crossbar.begin_draw()

@@ -411,3 +411,28 @@ def test_a_cell_loop_from_zeros_ranges_hh_on_the_first_nonzero_state():
             h = cell(x_t, h)
             assert (float(cell.hh.dac.range) > 0) == (t > 0)
     assert float(cell.hh.dac.range) > 0
+
+
+@pytest.mark.filterwarnings("ignore:.*the weights changed since aimc.calibrate")
+def test_a_step_reader_notices_what_changed_between_its_reads():
+    torch.manual_seed(0)
+    layer = AnalogLinear(6, 4, config=aimc.AnalogConfig()).eval()
+    twin = AnalogLinear(6, 4, config=aimc.AnalogConfig()).eval()
+    twin.load_state_dict(layer.state_dict())
+    h = torch.randn(3, 6)
+    aimc.calibrate(layer, [h])
+    aimc.calibrate(twin, [h])
+    read = layer.step_reader()
+    changes = [
+        lambda m: None,
+        lambda m: m.weight.mul_(-0.5),  # an in-place edit: reprogrammed by the plain call
+        lambda m: m.drift_to(86400.0),  # a new read time
+        lambda m: m.dac.range.mul_(2.0),  # a new converter range
+        lambda m: m.program(seed=5),  # a new device draw
+        lambda m: None,
+    ]
+    with torch.no_grad():
+        for change in changes:
+            change(layer)
+            change(twin)
+            assert torch.equal(read(h), twin(h))
