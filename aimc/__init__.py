@@ -38,7 +38,22 @@ from aimc.cost import (
     technology_names,
 )
 from aimc.mappings import DEFAULT_ANALOG_MODULE_MAPPING, get_default_analog_module_mapping
-from aimc.nn import AnalogConv1d, AnalogConv2d, AnalogLinear
+from aimc.nn import (
+    AnalogConv1d,
+    AnalogConv2d,
+    AnalogConv3d,
+    AnalogConvTranspose1d,
+    AnalogConvTranspose2d,
+    AnalogConvTranspose3d,
+    AnalogGRU,
+    AnalogGRUCell,
+    AnalogLinear,
+    AnalogLSTM,
+    AnalogLSTMCell,
+    AnalogMultiheadAttention,
+    AnalogRNN,
+    AnalogRNNCell,
+)
 from aimc.sensitivity import LayerSensitivity, SensitivityReport, sensitivity
 from aimc.tile import TileGeometry
 from aimc.training import clip_weights, fine_tune
@@ -53,6 +68,17 @@ __all__ = [
     "AnalogLinear",
     "AnalogConv1d",
     "AnalogConv2d",
+    "AnalogConv3d",
+    "AnalogConvTranspose1d",
+    "AnalogConvTranspose2d",
+    "AnalogConvTranspose3d",
+    "AnalogMultiheadAttention",
+    "AnalogLSTM",
+    "AnalogGRU",
+    "AnalogRNN",
+    "AnalogLSTMCell",
+    "AnalogGRUCell",
+    "AnalogRNNCell",
     "TileGeometry",
     "convert_to_analog",
     "analog_layers",

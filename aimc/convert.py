@@ -177,8 +177,6 @@ def _share_tensors(src: nn.Module, dst: nn.Module) -> None:
         dst.parametrizations = src.parametrizations
         for tname in src.parametrizations:
             parametrize._inject_property(dst, tname)
-    if hasattr(dst, "_record_fingerprint"):
-        dst._record_fingerprint()
 
 
 @contextlib.contextmanager

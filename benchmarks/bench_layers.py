@@ -19,11 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-import torch
-from torch import nn
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's aimc
 
-import aimc
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+import aimc  # noqa: E402
 
 
 def _sync(device: str) -> None:

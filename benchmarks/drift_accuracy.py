@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from torch import nn
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's aimc
 
-import aimc
+import torch  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from torch import nn  # noqa: E402
+
+import aimc  # noqa: E402
 
 TIMES = [("1 s", 1.0), ("1 h", 3600.0), ("1 day", 86400.0), ("1 year", 365.25 * 86400.0)]
 DEVICES = ("ideal", "pcm", "rram")

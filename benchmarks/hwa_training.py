@@ -40,16 +40,19 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-import numpy as np
-import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from torch import Tensor, nn
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's aimc
 
-import aimc
-import device_models
-from aimc.training import fine_tune
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+import aimc  # noqa: E402
+import device_models  # noqa: E402
+from aimc.training import fine_tune  # noqa: E402
 
 TIMES_S = {"1 h": 3600.0, "1 day": 86400.0, "1 year": 365.25 * 86400.0}
 SETTINGS = {

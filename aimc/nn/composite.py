@@ -143,6 +143,9 @@ class AnalogContainer(TorchConversion, nn.Module):
         _copy_named_parameters(module, layer)
         if program:
             layer.program(seed)
+        elif seed is not None:
+            for name, tile in layer.tile_layers():
+                tile.crossbar.seed.fill_(name_seed(seed, name))
         layer.train(module.training)
         return layer
 

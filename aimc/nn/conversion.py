@@ -96,6 +96,7 @@ class DigitalConversion(TorchConversion):
             layer.program(seed)
         elif seed is not None:
             layer.crossbar.seed.fill_(seed)
+        layer.train(module.training)
         return layer
 
     def to_digital(self) -> nn.Module:
@@ -103,4 +104,4 @@ class DigitalConversion(TorchConversion):
         w = self.weight
         module = self._FLOAT_MODULE(*self._ctor_args(self), device=w.device, dtype=w.dtype)
         _copy_parameters(self, module)
-        return module
+        return module.train(self.training)

@@ -67,3 +67,32 @@ def test_saturation_tracking_refuses_a_layer_without_an_adc_stage():
     with pytest.raises(TypeError, match="'0' .* no adc stage"):
         with aimc.track_adc_saturation(model):
             pass
+
+
+@pytest.mark.parametrize(
+    ("make", "cls"),
+    [
+        (lambda: torch.nn.Linear(12, 6), "AnalogLinear"),
+        (lambda: torch.nn.LSTM(6, 5), "AnalogLSTM"),
+        (lambda: torch.nn.MultiheadAttention(8, 2), "AnalogMultiheadAttention"),
+    ],
+)
+def test_from_digital_keeps_the_mode_and_a_deferred_seed(make, cls):
+    """Single- and multi-matrix layers convert alike: the torch module's train/eval mode goes
+    both ways, and ``program=False`` with a seed programs the same draw on first use as
+    ``program=True`` with that seed."""
+    analog_cls = getattr(aimc, cls)
+    torch.manual_seed(0)
+    module = make().eval()
+    cfg = aimc.AnalogConfig()
+    now = analog_cls.from_digital(module, cfg, seed=7)
+    later = analog_cls.from_digital(module, cfg, seed=7, program=False)
+    assert not now.training and not later.training
+    assert not now.to_digital().training
+    assert now.train().to_digital().training
+    layers = [m for m in later.modules() if isinstance(m, aimc.nn.AnalogLayerBase)]
+    for m in layers:
+        m.program()  # no seed: the one stored at conversion
+    ref = [m for m in now.modules() if isinstance(m, aimc.nn.AnalogLayerBase)]
+    for a, b in zip(ref, layers):
+        assert torch.equal(a.crossbar.dev_g, b.crossbar.dev_g)
