@@ -2,7 +2,7 @@
 
 Usage:
     python -m benchmarks.bench_sequence [--threads 2] [--repeats 20] [--config default|ideal]
-                                        [--cases transformer,lstm,gru] [--clock wall|cpu]
+                                        [--cases transformer,lstm,gru,hwa] [--clock wall|cpu]
 
 Cases (eval mode, no_grad, default ``AnalogConfig()`` unless ``--config ideal``: PCM on 256x256
 tiles, 8-bit DAC and ADC, drift compensation, read noise once per drift time):
@@ -12,7 +12,11 @@ tiles, 8-bit DAC and ADC, drift compensation, read noise once per drift time):
   fused fast path, the analog layer cannot: its matrices are on tiles);
 - one ``nn.LSTM(256, 256)`` step: a sequence of length 1 at batch 64 from a given state;
 - a whole ``nn.LSTM(256, 256)`` sequence of 64 steps at batch 64;
-- the same two cases for ``nn.GRU(256, 256)``.
+- the same two cases for ``nn.GRU(256, 256)``;
+- ``hwa`` (not in the default list): one hardware-aware training step (forward and backward)
+  of ``nn.LSTM(128, 128)`` over 32 steps at batch 64 with device weight noise (programming
+  noise, drift and read noise a year after programming, drift-compensated), against torch's
+  training step of the same LSTM.
 
 Each repeat times the torch module and then the analog one, back to back, so that both see the
 same load on a shared machine; the ratio is the median over repeats of these paired ratios.
@@ -24,6 +28,7 @@ Prints a Markdown table of median times and that ratio (analog / torch).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -54,6 +59,19 @@ def _time_pair(
     return statistics.median(t_d), statistics.median(t_a), ratio
 
 
+class _TrainStep(nn.Module):
+    """One training step of ``module`` on ``x``: forward in train mode, backward of the sum."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module.train()
+
+    def forward(self, x: torch.Tensor) -> None:
+        with torch.enable_grad():
+            out, _ = self.module(x)
+            out.sum().backward()
+
+
 def cases(config: aimc.AnalogConfig, which: tuple[str, ...] = ("transformer", "lstm", "gru")):
     """``(name, torch module, analog module, call)`` of each timed case."""
     torch.manual_seed(0)
@@ -77,6 +95,16 @@ def cases(config: aimc.AnalogConfig, which: tuple[str, ...] = ("transformer", "l
         label = cls.__name__
         out.append((f"{label}(256, 256) step, batch 64", rnn, analog_rnn, (step, state)))
         out.append((f"{label}(256, 256), 64 steps, batch 64", rnn, analog_rnn, (seq,)))
+    if "hwa" in which:
+        tc = aimc.TrainingConfig(
+            hardware_aware=True, weight_noise="device", noise_t_s=3.15e7, device_noise_scale=2.0
+        )
+        rnn = nn.LSTM(128, 128)
+        x = torch.randn(32, 64, 128)
+        analog_rnn = aimc.convert_to_analog(rnn, dataclasses.replace(config, training=tc))
+        aimc.calibrate(analog_rnn, [x])
+        name = "LSTM(128, 128) hardware-aware training step, 32 steps, batch 64"
+        out.append((name, _TrainStep(rnn), _TrainStep(analog_rnn), (x,)))
     return out
 
 
