@@ -196,41 +196,47 @@ class _AnalogConvNd(AnalogLayerBase):
         channels: one grouped conv per chunk of samples reads every row tile (the row tiles are
         its groups), then the ADC on all partial sums and one weighted sum over the row tiles.
         The conv runs channels-last (partial sums of one pixel side by side: the grouped conv
-        is about twice as fast, and the sum over row tiles runs along memory)."""
+        is about twice as fast, and the sum over row tiles runs along memory); the input's
+        copy into that layout also pads the last row tile and divides by the ADC LSB (so the
+        partial sums come out in LSB units without a pass over them or over the tiles)."""
         g = self.geometry
         kh, kw = self._kernel2
         n_rt, cin_g, n = g.n_row_tiles, self.in_channels // self.groups, g.out_cols
         cpt, groups = g.row_block // (kh * kw), g.groups * g.n_row_tiles
         rw = self._readout_weights(lsbs)
         b, _, h, wd = x2.shape
-        xg = x2.reshape(b, g.groups, cin_g, h, wd)
-        if n_rt * cpt != cin_g:  # the last row tile's empty rows read zeros
-            xg = F.pad(xg, (0, 0, 0, 0, 0, n_rt * cpt - cin_g))
-        xg = xg.reshape(b, groups * cpt, h, wd).contiguous(memory_format=torch.channels_last)
+        # [b, h, w, Gr, n_rt * cpt] in memory: channels-last, the last row tile padded
+        xg = torch.empty(b, h, wd, g.groups, n_rt * cpt, dtype=x2.dtype, device=x2.device)
+        xg[..., cin_g:].zero_()
+        torch.div(x2.view(b, g.groups, cin_g, h, wd).permute(0, 3, 4, 1, 2), lsbs[0],
+                  out=xg[..., :cin_g])  # fmt: skip
+        xg = xg.view(b, h, wd, groups * cpt).permute(0, 3, 1, 2)
         # [Gr, n_rt, N, cpt, kh, kw]: each row tile a group of the conv
-        wr = in_lsb_units(w, lsbs, 0).view(g.groups, n_rt, cpt, kh, kw, n)
-        wr = wr.permute(0, 1, 5, 2, 3, 4)
+        wr = w.view(g.groups, n_rt, cpt, kh, kw, n).permute(0, 1, 5, 2, 3, 4)
         wr = wr.reshape(groups * n, cpt, kh, kw).contiguous(memory_format=torch.channels_last)
         fac = rw.slice * rw.scale  # the weight of each code: [group, row tile, column]
         ones = None
         if rw.xsum is not None:
             ones = torch.ones(groups, cpt, kh, kw, dtype=x2.dtype, device=x2.device)
         ho, wo = self._out_size(x2, conv)
-        hw = ho * wo
-        y = torch.empty(b, hw, g.groups, n, dtype=x2.dtype, device=x2.device)
-        bc = chunk_items(b, groups * n * hw * x2.element_size())
+        # written in place of torch's layout: [b, h, w, Gr, N] strides of [b, Gr * N, h, w]
+        y = torch.empty(b, g.groups * n, ho, wo, dtype=x2.dtype, device=x2.device)
+        yv = y.view(b, g.groups, n, ho, wo).permute(0, 3, 4, 1, 2)
+        bc = chunk_items(b, groups * n * ho * wo * x2.element_size())
         for b0 in range(0, b, bc):
             bk = min(b, b0 + bc) - b0
             xr = xg[b0 : b0 + bk]
             p = F.conv2d(xr, wr, None, *conv, groups)  # channels-last partial sums
             p = convert(p.permute(0, 2, 3, 1).reshape(1, -1), 0)  # one slice
-            p = p.view(bk * hw, g.groups, n_rt, n).mul_(fac)
-            torch.sum(p, dim=2, out=y[b0 : b0 + bk].view(bk * hw, g.groups, n))
-            if ones is not None:  # the offset: each read's input sum
+            p = p.view(bk, ho, wo, g.groups, n_rt, n).mul_(fac)
+            torch.sum(p, dim=4, out=yv[b0 : b0 + bk])
+            if ones is not None:  # the offset: each read's input sum (inputs / LSB here)
                 xs = F.conv2d(xr, ones, None, *conv, groups).permute(0, 2, 3, 1)
-                xs = xs.reshape(bk, hw, g.groups, n_rt)
-                y[b0 : b0 + bk] += torch.einsum("bhgr,grn->bhgn", xs, rw.xsum[0] * rw.scale)
-        return y.view(b, ho, wo, g.groups * n).permute(0, 3, 1, 2).contiguous()
+                xs = xs.reshape(bk, ho, wo, g.groups, n_rt)
+                yv[b0 : b0 + bk] += torch.einsum(
+                    "bhwgr,grn->bhwgn", xs, (rw.xsum[0] * lsbs[0]) * rw.scale
+                )
+        return y
 
     @torch.no_grad()
     def _unfolded_batched(
