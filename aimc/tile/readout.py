@@ -27,7 +27,6 @@ from torch import Tensor
 from aimc.tile.accumulate import ReadoutWeights
 
 __all__ = [
-    "CACHE_BYTES",
     "CHUNK_BYTES",
     "Convert",
     "batched_read",
@@ -39,10 +38,6 @@ __all__ = [
 #: partial sums (bytes) that one chunk of the batched read-out makes at most (unless a single
 #: MVM on a single row tile needs more)
 CHUNK_BYTES = 32 << 20
-
-#: the partial sums of one chunk of :func:`read_rows`: small enough to stay in cache between
-#: the matmul that makes them, the ADC pass and the shift-add that reads them
-CACHE_BYTES = 4 << 20
 
 #: matmul rows (MVMs times input cycles) a chunk aims at: enough for an efficient GEMM
 GEMM_ROWS = 512
@@ -115,8 +110,8 @@ def read_rows(
     slices side by side in its columns) makes the partial sums ``[row tile, cycle, MVM,
     slice, column]``; ``convert`` turns them all into codes; one matrix-vector product per
     row tile shift-adds the input cycles (a single pass over the codes); the slice weights,
-    column scales and the row-tile sum act on what is left (a ``cycles``-th of it). Chunks
-    are sized to stay in cache between these passes. ``out``: where to write.
+    column scales and the row-tile sum act on what is left (a ``cycles``-th of it). The
+    offset encoding's input sums are done for all MVMs at once. ``out``: where to write.
     """
     s, gr, n_rt, r, n = w.shape
     cycles = rw.cycle.numel()
@@ -126,16 +121,19 @@ def read_rows(
     wt = w.permute(1, 2, 3, 0, 4).reshape(gr, n_rt, r, s * n)  # slices side by side
     cyc = rw.cycle.view(1, cycles)
     fac = rw.slice.view(1, 1, 1, s, 1) * rw.scale.view(gr, n_rt, 1, 1, n)  # [Gr, n_rt, 1, S, N]
+    xc = rows.view(cycles, m, gr, n_rt, r)
     y = torch.empty(gr, m, n, dtype=rows.dtype, device=rows.device) if out is None else out
-    # a chunk: mc MVMs (cycles * mc matmul rows, GEMM_ROWS or so) on tc row tiles
+    if rw.xsum is not None:  # the offset, from each read's input sum: all MVMs at once
+        xs = torch.matmul(rw.xsum, xc.sum(-1).view(cycles, -1)).view(m, gr, n_rt)
+        y.copy_(torch.einsum("mgr,grn->gmn", xs, rw.scale))
+    # a chunk: mc MVMs (cycles * mc matmul rows, GEMM_ROWS or so) on tc row tiles; few large
+    # chunks, as every operation is a parallel region (a busy machine makes each one wait)
     per_tile = cycles * s * n * rows.element_size()  # one MVM's partial sums on one row tile
-    budget = min(CACHE_BYTES, CHUNK_BYTES)
-    mc = min(m, max(1, GEMM_ROWS // cycles), max(1, budget // per_tile))
-    tc = max(1, min(n_rt, budget // (per_tile * mc)))
+    mc = min(m, max(1, GEMM_ROWS // cycles), max(1, CHUNK_BYTES // per_tile))
+    tc = max(1, min(n_rt, CHUNK_BYTES // (per_tile * mc)))
     # one buffer for every chunk's partial sums: a fresh large tensor per chunk would cost
     # its page faults again each time
     buf = torch.empty(gr * tc * cycles * mc * s * n, dtype=rows.dtype, device=rows.device)
-    xc = rows.view(cycles, m, gr, n_rt, r)
     for m0 in range(0, m, mc):
         mk = min(m, m0 + mc) - m0
         ys = y[:, m0 : m0 + mk]
@@ -149,13 +147,9 @@ def read_rows(
             p = convert(p.view(tiles, cycles * mk, s, n), 2)
             if cycles > 1:  # the input cycles shift-added: [row tile, MVM, slice, column]
                 p = torch.matmul(cyc, p.view(tiles, cycles, mk * s * n))
-            yt = p.view(gr, tk, mk, s, n).mul_(fac[:, t0 : t0 + tk])
-            yt = yt.sum(3) if s > 1 else yt.squeeze(3)  # [Gr, tk, MVM, N]
-            if rw.xsum is not None:  # the offset: each read's input sum
-                xs = torch.matmul(rw.xsum, x.view(tiles, cycles, mk, r).sum(-1))
-                yt += xs.view(gr, tk, mk, 1) * rw.scale[:, t0 : t0 + tk].unsqueeze(2)
-            if t0 == 0:
-                torch.sum(yt, dim=1, out=ys)
+            p = p.view(gr, tk, mk, s, n).mul_(fac[:, t0 : t0 + tk])
+            if t0 == 0 and rw.xsum is None:
+                torch.sum(p, dim=(1, 3), out=ys)
             else:
-                ys += yt.sum(1)
+                ys += p.sum(dim=(1, 3))
     return y
