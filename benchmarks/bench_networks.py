@@ -272,8 +272,8 @@ def measure(net: str, cfg_name: str, args) -> dict:
 def slices_cycles(args) -> None:
     """Analog/torch time of one VGG-8 conv (128 -> 128 channels, 3x3, 32x32, batch
     ``--batch``) by weight slices and input cycles: 4-bit ADC, 8-bit weights on 128x128 tiles
-    of RRAM (differential: 1, 2, 4 or 8 slices of 7, 4, 2 or 1 magnitude bits), unsigned
-    inputs streamed over 1 (8-bit DAC), 4 or 8 cycles."""
+    of RRAM (differential: 1, 2 or 4 slices of 7, 4 or 2 magnitude bits; offset-encoded: 8
+    one-bit slices), unsigned inputs streamed over 1 (8-bit DAC), 4 or 8 cycles."""
     torch.manual_seed(0)
     conv = nn.Conv2d(128, 128, 3, padding=1).eval()
     x = torch.relu(torch.randn(args.batch, 128, 32, 32))
@@ -283,6 +283,8 @@ def slices_cycles(args) -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for slices in (1, 2, 4, 8):
+        # 8 one-bit slices: offset encoding (a differential weight has 7 magnitude bits)
+        encoding = "offset" if slices == 8 else "differential"
         for cycles in (1, 4, 8):
             bits = cycles if cycles > 1 else 8
             dac = aimc.DACConfig(bits=bits, signed=False, bit_serial=cycles > 1)
@@ -291,7 +293,7 @@ def slices_cycles(args) -> None:
                 tile=aimc.TileConfig(128, 128),
                 dac=dac,
                 adc=aimc.ADCConfig(bits=4),
-                mapping=aimc.MappingConfig(weight_bits=8, slices=slices),
+                mapping=aimc.MappingConfig(encoding=encoding, weight_bits=8, slices=slices),
                 drift_compensation=False,
             )
             analog = aimc.convert_to_analog(conv, cfg).eval()
