@@ -8,8 +8,10 @@ bit planes), :mod:`~aimc.tile.crossbar` (programmed devices, reads at time t),
 :mod:`~aimc.tile.seeds` (the seeded random streams), :mod:`~aimc.tile.fingerprint` (whether the
 tiles still hold the layer's weights), :mod:`~aimc.tile.checkpoint` (what a state_dict must
 match to load), :mod:`~aimc.tile.compensation` (the drift-compensation rule) and
-:mod:`~aimc.tile.geometry` (the tile grid). ``IdentityDAC``/``IdentityADC`` stand in for
-converters that are off.
+:mod:`~aimc.tile.geometry` (the tile grid); :mod:`~aimc.tile.readout` runs tiles, ADC and
+accumulation of an inference forward as a few large batched operations (bit planes, slices and
+row tiles as batch dimensions). ``IdentityDAC``/``IdentityADC`` stand in for converters that
+are off.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ current units), the output noise, the calibration observer and the saturation co
 ``IdentityADC`` stands in for an ideal, noiseless ADC. :meth:`ADC.fused_read` is the fast path
 of a noisy inference read: the noise is drawn first, in LSB units, and the tile matmul
 accumulates ``currents / LSB`` into it (one GEMM, no separate add and divide passes).
+:meth:`ADC.convert_` is the conversion of the batched read-out (:mod:`aimc.tile.readout`):
+partial sums already in LSB units, all of a chunk in one pass; :meth:`ADC.summarize` and
+:meth:`ADC.observe_summaries` calibrate the full scale from per-chunk summaries.
 """
 
 from __future__ import annotations
