@@ -97,7 +97,7 @@ class MappingConfig:
             ``[s*b, (s+1)*b)`` of the weight magnitude, each read by the ADC and shift-added.
         conv_alignment: how a conv's unrolled kernel rows fill a tile: ``"channel"`` keeps
             whole input channels (``kh*kw`` rows each) in a tile, leaving ``rows mod kh*kw``
-            rows empty, so tiles run as one grouped conv without unfolding the input;
+            rows empty, so each row tile runs as a conv without unfolding the input;
             ``"dense"`` fills every row (a channel may straddle two tiles).
     """
 

@@ -3,7 +3,7 @@
 A conv layer maps its unrolled kernel (``C_in/groups * kh * kw`` rows × ``C_out/groups``
 columns per group) and runs one MVM per output pixel. Each group of a grouped or depthwise conv
 takes its own tiles. When row-tile boundaries fall on input-channel boundaries (one row tile, or
-``rows`` a multiple of ``kh * kw``), all tiles run as one grouped convolution (no unfold);
+``rows`` a multiple of ``kh * kw``), each row tile runs as one convolution (no unfold);
 otherwise the input is unfolded into rows and the tiles run as one batched matmul.
 """
 
@@ -170,15 +170,15 @@ class _AnalogConvNd(AnalogLayerBase):
         (kh, kw), stride, dil = self._kernel2, self._two(self.stride), self._two(self.dilation)
         pr = self.config.tile.parallel_rows
         conv = (stride, pad2, dil)
-        # whole channels per row tile and one pass (no cycles, no slices): a grouped conv; else
-        # unfolded rows through one GEMM per row tile (a grouped conv with so many output
-        # channels runs at a fraction of a GEMM's speed)
+        # whole channels per row tile and one pass (no cycles, no slices): the general path's
+        # one conv per row tile is faster than any batched form of it (a grouped conv over
+        # all row tiles with its channels-last copies measured 1.3-1.5x slower, the unfolded
+        # GEMM 4x); else unfolded rows through one GEMM per row tile
         single = len(lsbs) == 1 and w.shape[0] == 1 and self.dac.cycle_weights() == [1.0]
         whole = (pr is None or pr >= g.row_block) and g.row_block % (kh * kw) == 0
         if single and whole:
-            y = self._row_tile_conv_batched(x2, w, convert, lsbs, conv)
-        else:
-            y = self._unfolded_batched(x2, w, convert, lsbs, conv)
+            return None
+        y = self._unfolded_batched(x2, w, convert, lsbs, conv)
         return y.squeeze(2) if self._spatial == 1 else y
 
     def _out_size(self, x2: Tensor, conv) -> tuple[int, int]:
@@ -187,56 +187,6 @@ class _AnalogConvNd(AnalogLayerBase):
         ho = (h + 2 * pad2[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
         wo = (wd + 2 * pad2[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
         return ho, wo
-
-    @torch.no_grad()
-    def _row_tile_conv_batched(
-        self, x2: Tensor, w: Tensor, convert: Convert, lsbs: list[float], conv
-    ) -> Tensor:
-        """One pass (one input cycle, one weight slice) on row tiles holding whole input
-        channels: one grouped conv per chunk of samples reads every row tile (the row tiles are
-        its groups), then the ADC on all partial sums and one weighted sum over the row tiles.
-        The conv runs channels-last (partial sums of one pixel side by side: the grouped conv
-        is about twice as fast, and the sum over row tiles runs along memory); the input's
-        copy into that layout also pads the last row tile and divides by the ADC LSB (so the
-        partial sums come out in LSB units without a pass over them or over the tiles)."""
-        g = self.geometry
-        kh, kw = self._kernel2
-        n_rt, cin_g, n = g.n_row_tiles, self.in_channels // self.groups, g.out_cols
-        cpt, groups = g.row_block // (kh * kw), g.groups * g.n_row_tiles
-        rw = self._readout_weights(lsbs)
-        b, _, h, wd = x2.shape
-        # [b, h, w, Gr, n_rt * cpt] in memory: channels-last, the last row tile padded
-        xg = torch.empty(b, h, wd, g.groups, n_rt * cpt, dtype=x2.dtype, device=x2.device)
-        xg[..., cin_g:].zero_()
-        torch.div(x2.view(b, g.groups, cin_g, h, wd).permute(0, 3, 4, 1, 2), lsbs[0],
-                  out=xg[..., :cin_g])  # fmt: skip
-        xg = xg.view(b, h, wd, groups * cpt).permute(0, 3, 1, 2)
-        # [Gr, n_rt, N, cpt, kh, kw]: each row tile a group of the conv
-        wr = w.view(g.groups, n_rt, cpt, kh, kw, n).permute(0, 1, 5, 2, 3, 4)
-        wr = wr.reshape(groups * n, cpt, kh, kw).contiguous(memory_format=torch.channels_last)
-        fac = rw.slice * rw.scale  # the weight of each code: [group, row tile, column]
-        ones = None
-        if rw.xsum is not None:
-            ones = torch.ones(groups, cpt, kh, kw, dtype=x2.dtype, device=x2.device)
-        ho, wo = self._out_size(x2, conv)
-        # written in place of torch's layout: [b, h, w, Gr, N] strides of [b, Gr * N, h, w]
-        y = torch.empty(b, g.groups * n, ho, wo, dtype=x2.dtype, device=x2.device)
-        yv = y.view(b, g.groups, n, ho, wo).permute(0, 3, 4, 1, 2)
-        bc = chunk_items(b, groups * n * ho * wo * x2.element_size())
-        for b0 in range(0, b, bc):
-            bk = min(b, b0 + bc) - b0
-            xr = xg[b0 : b0 + bk]
-            p = F.conv2d(xr, wr, None, *conv, groups)  # channels-last partial sums
-            p = convert(p.permute(0, 2, 3, 1).reshape(1, -1), 0)  # one slice
-            p = p.view(bk, ho, wo, g.groups, n_rt, n).mul_(fac)
-            torch.sum(p, dim=4, out=yv[b0 : b0 + bk])
-            if ones is not None:  # the offset: each read's input sum (inputs / LSB here)
-                xs = F.conv2d(xr, ones, None, *conv, groups).permute(0, 2, 3, 1)
-                xs = xs.reshape(bk, ho, wo, g.groups, n_rt)
-                yv[b0 : b0 + bk] += torch.einsum(
-                    "bhwgr,grn->bhwgn", xs, (rw.xsum[0] * lsbs[0]) * rw.scale
-                )
-        return y
 
     @torch.no_grad()
     def _unfolded_batched(

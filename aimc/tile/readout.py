@@ -1,12 +1,12 @@
 """The batched inference read-out: every partial sum of a chunk of MVMs in a few large operations.
 
 Input bit planes (bit-serial cycles), weight slices, row tiles and partial-row reads become batch
-dimensions of one GEMM (or, for convolutions whose row tiles hold whole input channels, one
-grouped convolution) per chunk of MVMs; the ADC converts all of the chunk's partial sums in one
-pass (:meth:`~aimc.tile.adc.ADC.convert_`; the tiles are divided by the ADC's LSBs instead of
-every partial sum), and one weighted sum does the accumulation stage's work: the shift-add of
-cycles and slices, the LSB, the weight scales and the sum of the row tiles (weights from
-:meth:`~aimc.tile.accumulate.Accumulate.readout_factors`).
+dimensions of one GEMM per chunk of MVMs (a single-pass convolution whose row tiles hold whole
+input channels keeps the general path: one conv per row tile is faster there); the ADC converts
+all of the chunk's partial sums in one pass (:meth:`~aimc.tile.adc.ADC.convert_`; the tiles
+are divided by the ADC's LSBs instead of every partial sum), and one weighted sum does the
+accumulation stage's work: the shift-add of cycles and slices, the LSB, the weight scales and
+the sum of the row tiles (weights from :meth:`~aimc.tile.accumulate.Accumulate.readout_factors`).
 
 It computes what the general path (``ADC.read`` → ``ADC`` → ``Accumulate`` →
 ``Accumulate.planes``) computes, for inference forwards that need no gradient and draw no ADC

@@ -1,6 +1,6 @@
 """The batched inference read-out (bit planes, slices, row tiles and partial-row reads as batch
-dimensions of one GEMM or grouped conv per chunk, the ADC on all partial sums at once) against
-the general stage-by-stage path, and ADC calibration through it in chunks."""
+dimensions of one GEMM per chunk, the ADC on all partial sums at once) against the general
+stage-by-stage path, and ADC calibration through it in chunks."""
 
 from __future__ import annotations
 
@@ -42,6 +42,13 @@ LAYOUTS = {
     "linear": (True, dict()),
     "linear-partial-reads": (True, dict(parallel_rows=24)),
 }
+
+
+def _batched(name: str, layout: str) -> bool:
+    """Whether the batched read-out serves this case: a single-pass conv (one input cycle, one
+    slice) whose row tiles hold whole channels keeps the general path's conv per row tile,
+    which is faster there."""
+    return not (layout == "conv-channel" and name in ("default-pcm", "ideal-adc"))
 
 
 def _module(linear: bool, groups: int = 2, batch: int = 5):
@@ -90,9 +97,10 @@ def test_batched_readout_equals_the_general_path(name: str, layout: str, monkeyp
     spy = _Spy(monkeypatch)
     with torch.no_grad():
         y_batched = layer(x)
-    assert spy.served == 1
+    served = int(_batched(name, layout))
+    assert spy.served == served
     y_general = layer(x.clone().requires_grad_(True)).detach()  # a gradient: the general path
-    assert spy.served == 1
+    assert spy.served == served
     _assert_same_readout(y_batched, y_general)
 
 
@@ -110,7 +118,11 @@ def _assert_same_readout(y: torch.Tensor, ref: torch.Tensor) -> None:
 def test_ideal_config_equals_torch_through_the_batched_readout(linear: bool, monkeypatch):
     torch.manual_seed(1)
     module, x = _module(linear)
-    layer = aimc.convert_to_analog(module, aimc.AnalogConfig.ideal()).eval()
+    # channels straddling 64-row tiles: unfolded rows (whole channels take the general path)
+    cfg = aimc.AnalogConfig.ideal(
+        tile=aimc.TileConfig(64, 64), mapping=aimc.MappingConfig(conv_alignment="dense")
+    )
+    layer = aimc.convert_to_analog(module, cfg).eval()
     spy = _Spy(monkeypatch)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), module(x), rtol=1e-5, atol=1e-5)
@@ -171,7 +183,7 @@ def test_chunked_adc_calibration_matches_the_general_path(
     torch.manual_seed(5)
     linear, opts = LAYOUTS[layout]
     module, x = _module(linear, groups=2, batch=4)  # two groups: one full scale for both
-    name = "default-pcm" if layout == "conv-channel" else "bit-serial-sliced"  # grouped conv
+    name = "bit-serial-sliced"
     cfg = _config(name, opts, adc=aimc.ADCConfig(bits=4, percentile=percentile))
     monkeypatch.setattr(aimc.tile.readout, "CHUNK_BYTES", 100_000)
     ranges, outs = [], []
