@@ -14,7 +14,7 @@ from aimc.config import AnalogConfig
 from aimc.nn.base import AnalogLayerBase
 from aimc.tile.dac import Drive
 from aimc.tile.geometry import TileGeometry
-from aimc.tile.readout import Convert, in_lsb_units, read_rows
+from aimc.tile.readout import Convert, lsb_operands, read_rows
 
 __all__ = ["AnalogLinear", "StepReader"]
 
@@ -111,7 +111,8 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         scale = self.crossbar.weight_scale
         ws, _, rows = self.crossbar.split_reads(w, scale, rows)
         rw = self._readout_weights(lsbs, ws.shape[2] // w.shape[2])
-        return read_rows(rows, in_lsb_units(ws, lsbs, 0), convert, rw)[0]
+        rows, ws = lsb_operands(rows, ws, lsbs, 0, rw.xsum is not None)
+        return read_rows(rows, ws, convert, rw)[0]
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         return comp.reshape(-1)

@@ -64,6 +64,18 @@ def in_lsb_units(w: Tensor, lsbs: list[float], s_dim: int) -> Tensor:
     return w / torch.tensor(lsbs, dtype=w.dtype).to(w.device).view(shape)
 
 
+def lsb_operands(
+    rows: Tensor, w: Tensor, lsbs: list[float], s_dim: int, offset: bool
+) -> tuple[Tensor, Tensor]:
+    """``rows`` and tiles ``w`` of a read whose partial sums come out in ADC LSB units: the
+    smaller operand divided by the LSB. The rows only where that is exact to the same
+    partial sums up to float rounding: one LSB for every slice and no offset encoding (whose
+    input sums are taken from the rows)."""
+    if len(set(lsbs)) == 1 and not offset and lsbs[0] != 1.0 and rows.numel() < w.numel():
+        return rows / lsbs[0], w
+    return rows, in_lsb_units(w, lsbs, s_dim)
+
+
 def batched_read(adc, run: Callable[[Convert, list[float]], Tensor]) -> Optional[Tensor]:
     """The batched read-out ``run(convert, lsbs)`` of one forward, or ``None`` when the general
     path must run (ADC output noise, or a range the batched read-out cannot set).
