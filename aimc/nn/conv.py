@@ -165,11 +165,7 @@ class _AnalogConvNd(AnalogLayerBase):
 
     def _tiles_batched(self, drive: Drive, w: Tensor, convert: Convert, lsbs: list[float]):
         g = self.geometry
-        xpad, pad2 = self._pad_input(drive.x)
-        x2 = self._as_2d(xpad)
-        (kh, kw), stride, dil = self._kernel2, self._two(self.stride), self._two(self.dilation)
-        pr = self.config.tile.parallel_rows
-        conv = (stride, pad2, dil)
+        (kh, kw), pr = self._kernel2, self.config.tile.parallel_rows
         # whole channels per row tile and one pass (no cycles, no slices): the general path's
         # one conv per row tile is faster than any batched form of it (a grouped conv over
         # all row tiles with its channels-last copies measured 1.3-1.5x slower, the unfolded
@@ -178,7 +174,9 @@ class _AnalogConvNd(AnalogLayerBase):
         whole = (pr is None or pr >= g.row_block) and g.row_block % (kh * kw) == 0
         if single and whole:
             return None
-        y = self._unfolded_batched(x2, w, convert, lsbs, conv)
+        xpad, pad2 = self._pad_input(drive.x)
+        conv = (self._two(self.stride), pad2, self._two(self.dilation))
+        y = self._unfolded_batched(self._as_2d(xpad), w, convert, lsbs, conv)
         return y.squeeze(2) if self._spatial == 1 else y
 
     def _out_size(self, x2: Tensor, conv) -> tuple[int, int]:

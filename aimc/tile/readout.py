@@ -81,7 +81,8 @@ def batched_read(adc, run: Callable[[Convert, list[float]], Tensor]) -> Optional
     path must run (ADC output noise, or a range the batched read-out cannot set).
 
     ``lsbs`` are the ADC LSBs per slice (one number: the same for all): ``run`` divides the
-    tiles by them (:func:`in_lsb_units`) and multiplies them into its accumulation weights.
+    tiles or the rows by them (:func:`lsb_operands`) and multiplies them into its accumulation
+    weights; ``run`` may return ``None`` itself (a layout the general path reads faster).
     When the ADC range is being calibrated (``aimc.calibrate``'s ADC pass) or must be set from
     this first batch, ``run`` first goes through the partial sums with an ideal conversion
     while ``adc`` records a summary of every chunk; the range comes from the summaries. A
