@@ -24,6 +24,7 @@ from typing import Any, Optional
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
+import torch
 
 import aimc
 from experiments.datasets import DatasetSpec
@@ -261,8 +262,12 @@ class Experiment:
     @property
     def cache_key(self) -> str:
         """Hash of what determines the trained digital model: the config fields and the source
-        code of the model (see :func:`model_code_hash`)."""
-        return digital_cache_key(self.config, model_code=model_code_hash(self.model_factory))
+        code of the model (see :func:`model_code_hash`), and the number of torch CPU threads the
+        training runs with (``threads``, or torch's default when null)."""
+        threads = self.threads if self.threads is not None else torch.get_num_threads()
+        return digital_cache_key(
+            self.config, model_code=model_code_hash(self.model_factory), threads=threads
+        )
 
 
 def model_code_hash(factory: Any) -> str:
@@ -297,9 +302,14 @@ def model_code_hash(factory: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def digital_cache_key(config: dict[str, Any], model_code: Optional[str] = None) -> str:
-    """A short hash of the dataset, model, digital training fields and seed of ``config``, and
-    of ``model_code`` (:func:`model_code_hash` of the model factory).
+def digital_cache_key(
+    config: dict[str, Any], model_code: Optional[str] = None, threads: Optional[int] = None
+) -> str:
+    """A short hash of the dataset, model, digital training fields and seed of ``config``, of
+    ``model_code`` (:func:`model_code_hash` of the model factory) and of ``threads``, the torch CPU
+    threads the model trains with: the order of a parallel reduction depends on the thread count,
+    so the same seed trains a (slightly) different model on 1 and on 2 threads, and a cached
+    checkpoint must be the one this run would train.
 
     Runs that differ only in hardware fields (device, tile, DAC, ADC, mapping, technology, eval,
     hardware-aware fine-tuning) share the key, hence the cached digital checkpoint.
@@ -313,6 +323,7 @@ def digital_cache_key(config: dict[str, Any], model_code: Optional[str] = None) 
         "model_code": model_code,
         "train": train,
         "seed": config.get("seed"),
+        "threads": threads,
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

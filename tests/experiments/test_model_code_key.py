@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+import torch
+
 from exp_helpers import compose_config
 
 from experiments.config import build, model_code_hash
@@ -59,3 +61,13 @@ def test_the_code_hash_covers_base_classes_in_other_files(tmp_path, monkeypatch)
     finally:
         sys.modules.pop("key_child_mod", None)
         sys.modules.pop("key_base_mod", None)
+
+
+def test_the_thread_count_is_part_of_the_cache_key():
+    """A parallel reduction's order depends on the thread count, so 1 and 2 threads train
+    slightly different models from one seed: they must not share a cached checkpoint."""
+    one = build(compose_config(["threads=1"])).cache_key
+    assert build(compose_config(["threads=1"])).cache_key == one
+    assert build(compose_config(["threads=2"])).cache_key != one
+    default = build(compose_config([])).cache_key  # null: torch's current thread count
+    assert default == build(compose_config([f"threads={torch.get_num_threads()}"])).cache_key
