@@ -21,13 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
-import torch
 
 import aimc
 from experiments.datasets import DatasetSpec
+from experiments.errors import ConfigError
 
 __all__ = [
     "ConfigError",
@@ -37,6 +39,8 @@ __all__ = [
     "PathSettings",
     "Experiment",
     "build",
+    "build_from_hydra",
+    "write_hydra_record",
     "digital_cache_key",
     "model_code_hash",
 ]
@@ -56,10 +60,6 @@ def run_id() -> str:
 
 if not OmegaConf.has_resolver("run_id"):
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
-
-
-class ConfigError(ValueError):
-    """A config value that cannot run; the message starts with the key (``adc.bits=-1: ...``)."""
 
 
 def _fail(key: str, message: str) -> None:
@@ -557,3 +557,33 @@ def build(
     )
     exp.dataset.root = os.path.abspath(exp.dataset.root)
     return exp
+
+
+# --- Hydra entry points --------------------------------------------------------------------
+def build_from_hydra(cfg: DictConfig):
+    """The typed experiment of a Hydra-composed ``cfg`` with the run's choices and overrides."""
+    hc = HydraConfig.get()
+    choices = {
+        k: v
+        for k, v in OmegaConf.to_container(hc.runtime.choices).items()
+        if not k.startswith("hydra") and v is not None
+    }
+    return build(cfg, choices=choices, overrides=list(hc.overrides.task))
+
+
+def write_hydra_record(cfg: DictConfig, output_dir: str) -> None:
+    """Write what Hydra's ``output_subdir`` would hold (``.hydra/config.yaml``, ``hydra.yaml``,
+    ``overrides.yaml``) into ``output_dir``. Our Hydra config turns Hydra's own copy off
+    (``hydra.output_subdir: null``) because Hydra writes it before the job starts, over the
+    record of a finished run whose folder the job is then refused; this writes it once the
+    folder is the job's."""
+    hc = HydraConfig.get()
+    folder = os.path.join(output_dir, ".hydra")
+    os.makedirs(folder, exist_ok=True)
+    for name, node in (
+        ("config.yaml", cfg),
+        ("hydra.yaml", OmegaConf.create({"hydra": OmegaConf.to_container(hc)})),
+        ("overrides.yaml", hc.overrides.task),
+    ):
+        with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
+            fh.write(OmegaConf.to_yaml(node))

@@ -23,7 +23,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from experiments.config import ConfigError, Experiment
+from experiments.config import ConfigError, Experiment, build_from_hydra, write_hydra_record
 from experiments.pipeline import cost_report
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,6 @@ def write_cost_report(experiment: Experiment, output_dir: str) -> dict:
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Print and write the cost report; returns the energy of one inference (J)."""
-    from experiments.run import build_from_hydra, write_hydra_record
-
     try:
         experiment = build_from_hydra(cfg)
         output_dir = HydraConfig.get().runtime.output_dir

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from experiments.errors import DatasetNotFoundError
 from experiments.text import load_text
 
 __all__ = [
@@ -64,10 +65,6 @@ _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _CIFAR_TEST = ["test_batch"]
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "text")
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """Dataset files missing from ``dataset.root`` and not downloadable."""
 
 
 @dataclass

@@ -25,11 +25,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from aimc.logging import time_tag
-from experiments.report import _fmt
 
-__all__ = ["hypervolume_2d", "search_report", "load_study", "best_design", "layer_table"]
+__all__ = [
+    "hypervolume_2d",
+    "search_report",
+    "load_study",
+    "best_design",
+    "layer_table",
+    "best_text",
+    "fmt_cell",
+]
 
 STORAGE_FILE = "optuna.db"
+
+
+def fmt_cell(value: Any) -> Any:
+    """A table cell of a report: floats to 6 significant digits, ``None`` empty."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
 
 
 def hypervolume_2d(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
@@ -223,7 +237,7 @@ def search_report(
         with open(paths[key], "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=header)
             writer.writeheader()
-            writer.writerows({k: _fmt(v) for k, v in r.items()} for r in subset)
+            writer.writerows({k: fmt_cell(v) for k, v in r.items()} for r in subset)
 
     # precise numbers only where there are some: the re-run (high-fidelity) front trials
     precise = [r for r in front if r["fidelity"] == "high"]
@@ -245,7 +259,7 @@ def search_report(
         json.dump(best_out, f, indent=2)
         f.write("\n")
     with open(paths["best_txt"], "w") as f:
-        f.write(_best_text(best_out) + "\n")
+        f.write(best_text(best_out) + "\n")
 
     fig = None
     if "accuracy" in objectives and complete:
@@ -297,7 +311,7 @@ def _label(row: Mapping[str, Any], params: Sequence[str]) -> str:
     return " ".join(parts)
 
 
-def _best_text(best: Mapping[str, Any]) -> str:
+def best_text(best: Mapping[str, Any]) -> str:
     if "trial" not in best:
         return "no complete trial"
     digital = best.get("digital_accuracy")
@@ -352,7 +366,7 @@ def _tensorboard(folder, study, rows, params, fig, objectives) -> None:
             tb.figure("search/pareto", fig)
         head = ["trial", "state", *params, "accuracy", "accuracy_std", "energy_j", "pareto"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(str(_fmt(r.get(h))) for h in head) + " |" for r in rows]
+        lines += ["| " + " | ".join(str(fmt_cell(r.get(h))) for h in head) + " |" for r in rows]
         tb.text("search/trials", "\n".join(lines))
     for r in rows:
         if r["state"] != "COMPLETE":

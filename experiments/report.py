@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from aimc.logging import time_tag
+from experiments.dse_report import best_text, fmt_cell, search_report
 
 __all__ = ["Run", "load_runs", "swept_fields", "pareto_front", "parse_time", "make_report", "main"]
 
@@ -216,12 +217,6 @@ def parse_time(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else value
-
-
 def make_report(
     folder: str, at: Optional[str] = None, tensorboard: bool = True, tolerance_pp: float = 0.5
 ) -> dict[str, Any]:
@@ -233,8 +228,6 @@ def make_report(
     within ``tolerance_pp`` of digital).
     """
     if os.path.isfile(os.path.join(folder, "optuna.db")):
-        from experiments.dse_report import search_report
-
         return search_report(folder, tolerance_pp=tolerance_pp, tensorboard=tensorboard)
     runs = load_runs(folder)
     if not runs and not os.path.isfile(os.path.join(folder, "optuna.db")):
@@ -282,7 +275,7 @@ def make_report(
         with open(paths[key], "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=header)
             writer.writeheader()
-            writer.writerows({k: _fmt(v) for k, v in row.items()} for row in subset)
+            writer.writerows({k: fmt_cell(v) for k, v in row.items()} for row in subset)
 
     from experiments.plots import pareto, sweep_accuracy_vs_time
 
@@ -333,7 +326,7 @@ def _short(folder: str) -> str:
 
 def _markdown(header: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(_fmt(row.get(h))) for h in header) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(fmt_cell(row.get(h))) for h in header) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -372,9 +365,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         hv = out["hypervolume"]
         print(f"{out['trials']} trials ({out['complete']} complete); Pareto front: {out['front']}")
         print(f"hypervolume {hv:.4f}" if hv is not None else "hypervolume: n/a")
-        from experiments.dse_report import _best_text
-
-        print(_best_text(out["best"]))
+        print(best_text(out["best"]))
         for key in ("csv", "pareto_csv", "png", "best_json", "best_txt"):
             print(f"wrote {out[key]}")
         return 0

@@ -16,46 +16,17 @@ Examples::
 from __future__ import annotations
 
 import logging
-import os
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from experiments.config import ConfigError, build
+from experiments.config import ConfigError, build_from_hydra, write_hydra_record
+from experiments.cost import write_cost_report
 from experiments.datasets import DatasetNotFoundError
 from experiments.pipeline import run
 
 log = logging.getLogger(__name__)
-
-
-def build_from_hydra(cfg: DictConfig):
-    """The typed experiment of a Hydra-composed ``cfg`` with the run's choices and overrides."""
-    hc = HydraConfig.get()
-    choices = {
-        k: v
-        for k, v in OmegaConf.to_container(hc.runtime.choices).items()
-        if not k.startswith("hydra") and v is not None
-    }
-    return build(cfg, choices=choices, overrides=list(hc.overrides.task))
-
-
-def write_hydra_record(cfg: DictConfig, output_dir: str) -> None:
-    """Write what Hydra's ``output_subdir`` would hold (``.hydra/config.yaml``, ``hydra.yaml``,
-    ``overrides.yaml``) into ``output_dir``. Our Hydra config turns Hydra's own copy off
-    (``hydra.output_subdir: null``) because Hydra writes it before the job starts, over the
-    record of a finished run whose folder the job is then refused; this writes it once the
-    folder is the job's."""
-    hc = HydraConfig.get()
-    folder = os.path.join(output_dir, ".hydra")
-    os.makedirs(folder, exist_ok=True)
-    for name, node in (
-        ("config.yaml", cfg),
-        ("hydra.yaml", OmegaConf.create({"hydra": OmegaConf.to_container(hc)})),
-        ("overrides.yaml", hc.overrides.task),
-    ):
-        with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
-            fh.write(OmegaConf.to_yaml(node))
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -66,8 +37,6 @@ def main(cfg: DictConfig) -> float:
     try:
         experiment = build_from_hydra(cfg)
         if experiment.eval.cost_only:  # the cost report only: no data, training or accuracy
-            from experiments.cost import write_cost_report
-
             write_hydra_record(cfg, hc.runtime.output_dir)
             return float(write_cost_report(experiment, hc.runtime.output_dir)["energy_j"])
         output_dir = hc.runtime.output_dir

@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import aimc
-from experiments.config import ConfigError, Experiment, build
+from experiments.config import ConfigError, Experiment, build, write_hydra_record
 from experiments.datasets import DatasetNotFoundError, batches, load_dataset
 from experiments.models import build_model
 from experiments.pipeline import (
@@ -36,7 +36,6 @@ from experiments.pipeline import (
     seed_everything,
     write_json_atomic,
 )
-from experiments.run import write_hydra_record
 
 __all__ = ["run_sensitivity", "search_seeds", "main"]
 

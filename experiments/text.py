@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from experiments.errors import DatasetNotFoundError
+
 __all__ = ["VOCAB", "SequenceDataset", "encode", "load_text", "text_files"]
 
 #: token ``i + 1`` is ``VOCAB[i]``; token 0 stands for every other character
@@ -76,8 +78,6 @@ def text_files(spec: Any) -> tuple[pathlib.Path, list[pathlib.Path]]:
     default = spec.text_dir is None
     root = pathlib.Path(sysconfig.get_paths()["stdlib"] if default else spec.text_dir)
     if not root.is_dir():
-        from experiments.datasets import DatasetNotFoundError
-
         raise DatasetNotFoundError(
             f"dataset=text: dataset.text_dir={os.path.abspath(root)} is not a folder; set it to "
             "a folder of text files (or null for the Python standard library's sources)"
@@ -97,8 +97,6 @@ def text_files(spec: Any) -> tuple[pathlib.Path, list[pathlib.Path]]:
                 files.append(pathlib.Path(folder, name))
     files.sort()
     if not files:
-        from experiments.datasets import DatasetNotFoundError
-
         raise DatasetNotFoundError(
             f"dataset=text: no file matches dataset.text_glob={spec.text_glob!r} in "
             f"dataset.text_dir={os.path.abspath(root)}"
@@ -131,8 +129,6 @@ def load_text(spec: Any) -> tuple[SequenceDataset, SequenceDataset, int]:
             break
     train, test = (SequenceDataset(*_windows(parts[t], spec.seq_len)) for t in (False, True))
     if len(train) == 0 or len(test) == 0:
-        from experiments.datasets import DatasetNotFoundError
-
         raise DatasetNotFoundError(
             f"dataset=text: {total} characters in {min(k + 1, len(files))} file(s) of "
             f"{os.path.abspath(root)} give no {'training' if not len(train) else 'test'} window "

@@ -6,7 +6,6 @@ import importlib
 import sys
 
 import torch
-
 from exp_helpers import compose_config
 
 from experiments.config import build, model_code_hash
