@@ -23,7 +23,7 @@ from torch import Tensor
 from aimc.functional import percentile_abs, randn_chunked, tile_matmul
 from aimc.tile.geometry import TileGeometry
 from aimc.tile.stage import IdentityConverter, Stage
-from device_models.converters import ADCConfig, adc_codes, adc_readout
+from device_models.converters import ADCConfig, adc_codes, adc_codes_, adc_readout
 
 __all__ = ["ADC", "IdentityADC", "adc_digitize"]
 
@@ -202,9 +202,10 @@ class ADC(Stage):
             return None
         if c.range_mode == "max":
             return [self.scale(self.full_scale, 0) / c.levels] * self.slices
-        if self._min_full_scale() <= 0:
+        full_scales = self.range_key
+        if min(full_scales) <= 0:
             return None
-        return [v * c.range_fraction / c.levels for v in self.range_key]
+        return [v * c.range_fraction / c.levels for v in full_scales]
 
     def calibrates_batched(self) -> bool:
         """Whether this forward sets or records the full scale and the batched read-out can do
@@ -219,7 +220,7 @@ class ADC(Stage):
         levels = self.config.levels
         if self._counts:
             self._count(int((p.abs() > levels + 0.5).sum()), p.numel())
-        return adc_codes(p, 1.0, levels, in_lsb=True)
+        return adc_codes_(p, levels)
 
     def _count(self, saturated: int, total: int) -> None:
         for counts in self._counts:

@@ -120,12 +120,14 @@ class DAC(Stage):
             r = x.detach().abs().flatten(1).amax(1) if x.dim() > 1 else x.detach().abs().amax()
             r = torch.where(r > 0, r, torch.ones_like(r))
             return r, (r.view(-1, *([1] * (x.dim() - 1))) if x.dim() > 1 else r)
-        if self.scalar("range", float) <= 0:
+        r = self.scalar("range", float)
+        if r <= 0:
             value = percentile_abs(x, self.config.percentile) if auto_calibrate else 0.0
             if not value > 0:  # not asked to, or an all-zero batch: this call only
                 r = x.detach().abs().amax().clamp_min(1e-30)
                 return r, r
             self.range.fill_(value)
+            r = self.scalar("range", float)
             warnings.warn(
                 f"{self.layer_name}: no DAC input range was calibrated; it is set from this first "
                 "eval batch and kept (a small or atypical batch makes a poor range). Call "
@@ -133,9 +135,7 @@ class DAC(Stage):
                 UserWarning,
                 stacklevel=2,
             )
-        if self.range_gain is None:  # a plain calibrated range: a cached Python float
-            r = self.scalar("range", float)
-        else:  # carries the range gradient (LSQ/PACT style)
+        if self.range_gain is not None:  # carries the range gradient (LSQ/PACT style)
             r = self.range * self.range_gain.clamp_min(_MIN_GAIN)
         return r, r
 

@@ -38,8 +38,9 @@ class DrawStreams:
     """The named random streams of a layer, every one seeded from its ``seed`` buffer (a part of
     :class:`~aimc.tile.crossbar.Crossbar`, kept here with the seeding rules).
 
-    The host holds ``seed`` (a one-element int64 buffer), ``_gens`` (the generators made so
-    far, by name), ``_draws`` (eval forwards since programming) and ``_draw_key``.
+    The host (a :class:`~aimc.tile.stage.Stage`) holds ``seed`` (a one-element int64 buffer),
+    ``_gens`` (the generators made so far, by name), ``_draws`` (eval forwards since
+    programming) and ``_draw_key``.
     """
 
     def generator(self, kind: str, index: int = 0) -> torch.Generator:
@@ -47,13 +48,16 @@ class DrawStreams:
         seeded from ``seed``; programming restarts every stream. ``"read"`` and ``"adc"``
         streams also start afresh at every eval forward (:meth:`begin_draw`), seeded from the
         forward's draw number, so a copy or a reloaded state draws the same numbers."""
-        key = f"{kind}{index}"
+        return self._stream(f"{kind}{index}", kind in ("read", "adc"))
+
+    def _stream(self, key: str, per_draw: bool) -> torch.Generator:
         dev = self.seed.device
         gen = self._gens.get(key)
         if gen is None or gen.device != dev:
             gen = torch.Generator(device=dev)
-            parts = self._draw_key if kind in ("read", "adc") else ()
-            gen.manual_seed(mix_seed(int(self.seed[0]), zlib.crc32(key.encode()), *parts))
+            parts = self._draw_key if per_draw else ()
+            seed = self.scalar("seed", _first_int)
+            gen.manual_seed(mix_seed(seed, _key_crc(key), *parts))
             self._gens[key] = gen
         return gen
 
@@ -82,4 +86,23 @@ class DrawStreams:
 
     def generators(self, kind: str) -> list[torch.Generator]:
         """The ``N_RNG_CHUNKS`` generators of one chunked draw (``randn_chunked``)."""
-        return [self.generator(kind, i) for i in range(N_RNG_CHUNKS)]
+        keys = _CHUNK_KEYS.get(kind)
+        if keys is None:
+            keys = _CHUNK_KEYS.setdefault(kind, [f"{kind}{i}" for i in range(N_RNG_CHUNKS)])
+        per_draw = kind in ("read", "adc")
+        return [self._stream(key, per_draw) for key in keys]
+
+
+_CHUNK_KEYS: dict[str, list[str]] = {}  # stream names of the chunked draws, per kind
+_CRCS: dict[str, int] = {}
+
+
+def _key_crc(key: str) -> int:
+    crc = _CRCS.get(key)
+    if crc is None:
+        crc = _CRCS.setdefault(key, zlib.crc32(key.encode()))
+    return crc
+
+
+def _first_int(buf: torch.Tensor) -> int:
+    return int(buf[0])

@@ -25,13 +25,19 @@ class Stage(nn.Module):
 
     def scalar(self, name: str, read: Callable[[Tensor], Any]) -> Any:
         """``read(buffer)``, recomputed only when the buffer was replaced or changed in place."""
-        buf = getattr(self, name)
-        key = (buf.data_ptr(), -1 if buf.is_inference() else buf._version)
+        buf = self._buffers.get(name)
+        if buf is None:
+            buf = getattr(self, name)
         # plain names and numbers only: torch.compile guards on this dict's keys
         code = getattr(read, "__code__", None)
-        what = (code.co_qualname, code.co_firstlineno) if code else getattr(read, "__name__", "")
+        what = (code.co_qualname, code.co_firstlineno) if code else read.__name__
+        if buf.is_inference():  # no version counter: read it every time
+            value = read(buf)
+            self._scalars[(name, what)] = (None, value)
+            return value
+        key = (buf.data_ptr(), buf._version)
         hit = self._scalars.get((name, what))
-        if hit is not None and hit[0] == key and not buf.is_inference():
+        if hit is not None and hit[0] == key:
             return hit[1]
         value = read(buf)
         self._scalars[(name, what)] = (key, value)

@@ -6,7 +6,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from device_models.converters import adc_readout, bit_planes, quantize_dac
+from device_models.converters import (
+    adc_codes_,
+    adc_readout,
+    bit_planes,
+    quantize_dac,
+    quantize_dac_,
+)
 
 bits = st.integers(1, 12)
 values = st.lists(st.floats(-50, 50, allow_nan=False, width=32), min_size=1, max_size=64)
@@ -69,3 +75,33 @@ def test_ste_gradients_identity_inside_zero_outside():
     x = torch.tensor([-3.0, -0.5, 0.2, 0.9, 2.5], requires_grad=True)
     quantize_dac(x, 1.0, 7).sum().backward()
     torch.testing.assert_close(x.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0]))
+
+
+def _ties_and_saturation(levels: int, dtype: torch.dtype) -> torch.Tensor:
+    """Values in code units: every half-integer tie of the range (round half to even), values
+    beyond both ends, signed zeros and random values."""
+    ties = torch.arange(-levels - 3, levels + 3, dtype=dtype) + 0.5
+    gen = torch.Generator().manual_seed(levels)
+    rand = (torch.rand(4000, generator=gen, dtype=dtype) * 2 - 1) * (levels + 5)
+    return torch.cat([ties, rand, torch.tensor([0.0, -0.0, 1e30, -1e30], dtype=dtype)])
+
+
+def test_fused_quantizers_are_bitwise_the_general_formulas():
+    for dtype in (torch.float32, torch.float64):
+        for levels in (1, 3, 7, 127, 255):
+            codes = _ties_and_saturation(levels, dtype)
+            # ADC: round half to even, then clamp; torch's fake quantizer at scale 1 agrees
+            want = torch.clamp(torch.round(codes), -levels, levels)
+            got = adc_codes_(codes.clone(), levels)
+            assert torch.equal(got, want)
+            fake = torch.fake_quantize_per_tensor_affine(codes.float(), 1.0, 0, -levels, levels)
+            assert torch.equal(got.float(), fake)
+            # DAC: normalize, clamp to the codes, round, back to [-1, 1]
+            for signed in (True, False):
+                for r in (0.37, 1.0, 3.0):
+                    x = codes * (r / levels)
+                    lo = -levels if signed else 0
+                    ref = torch.round(torch.clamp(x * (levels / r), lo, levels)) / levels
+                    got = quantize_dac_(x, levels / r, levels, signed)
+                    assert torch.equal(got, ref) and not got.data_ptr() == x.data_ptr()
+                    assert torch.equal(quantize_dac(x, r, levels, signed), ref)
