@@ -68,13 +68,26 @@ def _recur(hh: AnalogLinear, read: Read, h: Tensor, zero: bool) -> Tensor:
     return h.new_zeros(h.shape[0], hh.out_features)
 
 
+def _gates(gi: Tensor, hh: AnalogLinear, read: Read, h: Tensor, zero: bool) -> Tensor:
+    """``gi + W_hh h + b_hh``: a new tensor, the tile read's own output added to in place
+    where no gradient is recorded."""
+    gh = _recur(hh, read, h, zero)
+    if zero or torch.is_grad_enabled():
+        return gi + gh
+    return gh.add_(gi)
+
+
 def _lstm_step(
     gi: Tensor, state: State, hh: AnalogLinear, read: Read, proj: Optional[Read], zero: bool
 ) -> State:
     h, c = state
-    i, f, g, o = (gi + _recur(hh, read, h, zero)).chunk(4, dim=-1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
+    n = c.shape[-1]
+    gates = _gates(gi, hh, read, h, zero)
+    # torch's gate order i, f, g, o: one sigmoid for i and f, few passes (a step's gate math
+    # is elementwise work on small tensors, where each operation's overhead counts)
+    i_f = torch.sigmoid(gates[:, : 2 * n])
+    c = torch.addcmul(i_f[:, n:] * c, i_f[:, :n], torch.tanh(gates[:, 2 * n : 3 * n]))
+    h = torch.sigmoid(gates[:, 3 * n :]) * torch.tanh(c)
     if proj is not None:
         h = proj(h)
     return h, c
@@ -84,13 +97,11 @@ def _gru_step(
     gi: Tensor, state: State, hh: AnalogLinear, read: Read, proj: None, zero: bool
 ) -> State:
     (h,) = state
+    n = h.shape[-1]
     gh = _recur(hh, read, h, zero)
-    i_r, i_z, i_n = gi.chunk(3, dim=-1)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return ((1 - z) * n + z * h,)
+    r_z = torch.sigmoid(gi[:, : 2 * n] + gh[:, : 2 * n])  # reset and update gates at once
+    new = torch.tanh(torch.addcmul(gi[:, 2 * n :], r_z[:, :n], gh[:, 2 * n :]))
+    return (torch.lerp(new, h, r_z[:, n:]),)  # (1 - z) n + z h
 
 
 def _rnn_step(act: Callable[[Tensor], Tensor]):

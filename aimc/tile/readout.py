@@ -160,8 +160,16 @@ def read_rows(
             p = convert(p.view(tiles, cycles * mk, s, n), 2)
             if cycles > 1:  # the input cycles shift-added: [row tile, MVM, slice, column]
                 p = torch.matmul(cyc, p.view(tiles, cycles, mk * s * n))
+            first = t0 == 0 and rw.xsum is None
+            if tk == 1 and s == 1:  # nothing to sum: scale the codes into the output
+                p, f = p.view(gr, mk, n), fac[:, t0].view(gr, 1, n)
+                if first:
+                    torch.mul(p, f, out=ys)
+                else:
+                    ys.addcmul_(p, f)
+                continue
             p = p.view(gr, tk, mk, s, n).mul_(fac[:, t0 : t0 + tk])
-            if t0 == 0 and rw.xsum is None:
+            if first:
                 torch.sum(p, dim=(1, 3), out=ys)
             else:
                 ys += p.sum(dim=(1, 3))
