@@ -56,7 +56,7 @@ from aimc.nn import (
 )
 from aimc.sensitivity import LayerSensitivity, SensitivityReport, sensitivity
 from aimc.tile import TileGeometry
-from aimc.training import clip_weights, fine_tune
+from aimc.training import clip_weights, fine_tune, hold_noise, hold_noise_per_forward
 
 __all__ = [
     "AnalogConfig",
@@ -96,6 +96,8 @@ __all__ = [
     "training",
     "clip_weights",
     "fine_tune",
+    "hold_noise",
+    "hold_noise_per_forward",
     "estimate_cost",
     "map_model",
     "peak_performance",

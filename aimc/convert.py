@@ -20,6 +20,7 @@ from aimc.nn.attention import route_around_fast_path
 from aimc.nn.base import AnalogLayerBase, calibrate_layers, name_seed
 from aimc.nn.composite import AnalogContainer
 from aimc.nn.protocol import analog_layers
+from aimc.training import hold_noise_per_forward, trains_hardware_aware
 
 __all__ = [
     "convert_to_analog",
@@ -360,6 +361,8 @@ def _convert(model, config, mapping, layer_configs, exclude, inplace, program) -
         root = route_around_fast_path(model)
     leftovers = _digital_reasons(root, mapping, excluded)
     root.__dict__["_aimc_left_digital"] = leftovers
+    if trains_hardware_aware(root):  # every call within one forward: one noise draw per array
+        hold_noise_per_forward(root)
     if leftovers:
         log.info(
             "convert_to_analog: %d weight-bearing module(s) stay digital: %s",

@@ -20,12 +20,21 @@ hardware it was trained for::
         opt.step()
         aimc.training.clip_weights(analog)
     analog.eval()                                  # programs the trained weights when next read
+
+One forward reads each crossbar with one set of conductances: every call of a layer within one
+forward of the model sees the same weight-noise draw (a module applied twice, a recurrent
+layer's time steps, query, key and value of one projection), and the next forward draws anew.
+``convert_to_analog`` arranges that for the model it returns when any of its layers trains
+hardware-aware (:func:`hold_noise_per_forward`); :func:`hold_noise` holds the draws over any
+block of code (a model built from analog layers by hand, a wider scope than one forward).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import Optional
 
 import torch
@@ -33,8 +42,115 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc.nn.base import AnalogLayerBase
+from aimc.tile.crossbar import Crossbar
 
-__all__ = ["clip_weights", "fine_tune"]
+__all__ = ["clip_weights", "fine_tune", "hold_noise", "hold_noise_per_forward"]
+
+
+# ---------------------------------------------------------------------- one draw per forward
+@contextlib.contextmanager
+def hold_noise(model: nn.Module) -> Iterator[None]:
+    """Inside the block, every crossbar of ``model`` trains with one weight-noise draw.
+
+    A physical crossbar holds one set of conductances while it is read: a layer called several
+    times (a shared or tied module, a loop over an analog cell) is one programmed array read
+    several times, so its hardware-aware training noise must not change between those calls.
+    Inside the block, each crossbar's first train read draws its noise from its seeded
+    ``"train"`` stream, as an unheld read would, and later reads of the same weights reuse it
+    (weights changed meanwhile draw anew); after the block every call draws again. Two layers
+    that merely share a parameter are two arrays and keep two draws. Blocks nest (an inner
+    block keeps the outer draw); eval reads are not affected (they read the programmed devices,
+    with read noise per read as configured).
+
+    Args:
+        model: any module; its analog layers (and the tile layers of recurrent and attention
+            layers) are held.
+
+    Examples:
+        >>> import torch, aimc
+        >>> cfg = aimc.AnalogConfig(training=aimc.TrainingConfig(
+        ...     hardware_aware=True, weight_noise="gaussian", weight_noise_std=0.1))
+        >>> layer = aimc.AnalogLinear(4, 4, config=cfg).train()
+        >>> x = torch.ones(1, 4)
+        >>> with aimc.hold_noise(layer):
+        ...     torch.equal(layer(x), layer(x))
+        True
+    """
+    with contextlib.ExitStack() as stack:
+        for module in model.modules():
+            if isinstance(module, Crossbar):
+                stack.enter_context(module.hold_noise())
+        yield
+
+
+# the open holds of each model with a per-forward hold, innermost last (a forward may recurse)
+_OPEN_HOLDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _hold_before_forward(module: nn.Module, args) -> None:
+    stack = contextlib.ExitStack()
+    if module.training:  # eval reads draw no training noise
+        stack.enter_context(hold_noise(module))
+    _OPEN_HOLDS.setdefault(module, []).append(stack)
+
+
+def _release_after_forward(module: nn.Module, args, output) -> None:
+    open_holds = _OPEN_HOLDS.get(module)
+    if open_holds:
+        open_holds.pop().close()
+
+
+class _Handles:
+    """Removes the two hooks of :func:`hold_noise_per_forward`."""
+
+    def __init__(self, *handles) -> None:
+        self.handles = handles
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def hold_noise_per_forward(model: nn.Module) -> _Handles:
+    """Hold the training weight noise of ``model`` over each of its forwards (see
+    :func:`hold_noise`): every call of a layer inside one forward of ``model`` sees one draw
+    per crossbar, and the next forward draws anew. Installs a forward pre-hook and an
+    always-called forward hook on ``model`` (released even when the forward raises);
+    installing it again replaces the earlier hooks. ``convert_to_analog`` installs it on the
+    model it returns when any layer trains hardware-aware.
+
+    Returns:
+        A handle whose ``remove()`` takes the hooks off again (a draw per call from then on).
+
+    Examples:
+        >>> import torch, aimc
+        >>> cfg = aimc.AnalogConfig(training=aimc.TrainingConfig(
+        ...     hardware_aware=True, weight_noise="gaussian", weight_noise_std=0.1))
+        >>> layer = aimc.AnalogLinear(4, 4, config=cfg).train()
+        >>> twice = torch.nn.Sequential(layer, layer)
+        >>> handle = aimc.hold_noise_per_forward(twice)
+        >>> out = twice(torch.ones(1, 4))  # both calls of the layer: one draw
+        >>> handle.remove()
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"hold_noise_per_forward expects an nn.Module, got {type(model).__name__}")
+    for hooks in (model._forward_pre_hooks, model._forward_hooks):  # installed before: replace
+        for key in [
+            k for k, h in hooks.items() if h in (_hold_before_forward, _release_after_forward)
+        ]:
+            del hooks[key]
+            model._forward_hooks_always_called.pop(key, None)
+    return _Handles(
+        model.register_forward_pre_hook(_hold_before_forward),
+        model.register_forward_hook(_release_after_forward, always_call=True),
+    )
+
+
+def trains_hardware_aware(model: nn.Module) -> bool:
+    """Whether any crossbar of ``model`` trains hardware-aware (with its tiles in the loop)."""
+    return any(
+        isinstance(m, Crossbar) and m.config.training.hardware_aware for m in model.modules()
+    )
 
 
 # ---------------------------------------------------------------------- user-loop helpers
