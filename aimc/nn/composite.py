@@ -126,35 +126,12 @@ class AnalogContainer(TorchConversion, nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def from_digital(
-        cls,
-        module: nn.Module,
-        config: Optional[AnalogConfig] = None,
-        seed: Optional[int] = None,
-        program: bool = True,
-    ):
-        """An analog layer with ``module``'s hyper-parameters and parameters, each tile layer
-        programmed with a draw from ``seed`` and its name (default: ``config.seed``);
-        ``program=False`` leaves the tile layers to program on their first analog forward."""
-        cls._check_float_module(module)
-        w = next(module.parameters())
-        with deferred_programming():
-            layer = cls(**cls._ctor_kwargs(module), config=config, device=w.device, dtype=w.dtype)
-        _copy_named_parameters(module, layer)
-        if program:
-            layer.program(seed)
-        elif seed is not None:
-            for name, tile in layer.tile_layers():
-                tile.crossbar.seed.fill_(name_seed(seed, name))
-        layer.train(module.training)
-        return layer
+    def _torch_ctor(cls, module: nn.Module) -> tuple[tuple, dict[str, Any]]:
+        return (), cls._ctor_kwargs(module)
 
-    def to_digital(self) -> nn.Module:
-        """The plain torch module with this layer's hyper-parameters and parameters."""
-        w = next(self.parameters())
-        module = self._FLOAT_MODULE(**self._ctor_kwargs(self), device=w.device, dtype=w.dtype)
-        _copy_named_parameters(self, module)
-        return module.train(self.training)
+    def _seed_tiles(self, seed: int) -> None:
+        for name, tile in self.tile_layers():
+            tile.crossbar.seed.fill_(name_seed(seed, name))
 
     # ------------------------------------------------------------------ the tiles
     def program(self, seed: Optional[int] = None) -> None:
@@ -226,13 +203,3 @@ class AnalogContainer(TorchConversion, nn.Module):
         adc = "ideal" if c.adc.bits is None else f"{c.adc.bits}b"
         names = ", ".join(name for name, _ in self.tile_layers())
         return f"tile_layers=[{names}], device={c.device.describe()}, dac={dac}, adc={adc}"
-
-
-@torch.no_grad()
-def _copy_named_parameters(src: nn.Module, dst: nn.Module) -> None:
-    """Copy every parameter of ``dst`` from ``src`` by torch name (tile aliases share them)."""
-    source = dict(src.named_parameters(remove_duplicate=False))
-    for name, p in dst.named_parameters():  # one name per tensor: torch's, registered first
-        if name not in source:
-            raise ValueError(f"{type(src).__name__} has no parameter {name!r} for {type(dst)}")
-        p.copy_(source[name])

@@ -96,3 +96,29 @@ def test_from_digital_keeps_the_mode_and_a_deferred_seed(make, cls):
     ref = [m for m in now.modules() if isinstance(m, aimc.nn.AnalogLayerBase)]
     for a, b in zip(ref, layers):
         assert torch.equal(a.crossbar.dev_g, b.crossbar.dev_g)
+
+
+@pytest.mark.parametrize(
+    ("make", "cls"),
+    [
+        (lambda: torch.nn.Linear(12, 6), "AnalogLinear"),
+        (lambda: torch.nn.GRU(6, 5), "AnalogGRU"),
+        (lambda: torch.nn.MultiheadAttention(8, 2), "AnalogMultiheadAttention"),
+    ],
+)
+def test_from_digital_takes_the_torch_parameters_and_keeps_a_learned_input_range(make, cls):
+    """One conversion for every layer: the torch parameters by name both ways, and a learned
+    input range (a parameter only the analog layer has) starts at 1 in every tile layer."""
+    torch.manual_seed(0)
+    module = make()
+    cfg = aimc.AnalogConfig(
+        training=aimc.TrainingConfig(hardware_aware=True, learn_input_range=True)
+    )
+    analog = getattr(aimc, cls).from_digital(module, cfg)
+    gains = [n for n, _ in analog.named_parameters() if n.endswith("dac.range_gain")]
+    assert gains and all(float(analog.get_parameter(n)) == 1.0 for n in gains)
+    back = analog.to_digital()
+    want = dict(module.named_parameters())
+    assert [n for n, _ in back.named_parameters()] == list(want)
+    for name, p in back.named_parameters():
+        assert torch.equal(p, want[name])
