@@ -132,17 +132,22 @@ def read_rows(
     if rows.shape[-1] != n_rt * r:  # the last row tile's empty rows read zeros
         rows = torch.nn.functional.pad(rows, (0, n_rt * r - rows.shape[-1]))
     wt = w.permute(1, 2, 3, 0, 4).reshape(gr, n_rt, r, s * n)  # slices side by side
-    cyc = rw.cycle.view(1, cycles)
     fac = rw.slice.view(1, 1, 1, s, 1) * rw.scale.view(gr, n_rt, 1, 1, n)  # [Gr, n_rt, 1, S, N]
-    xc = rows.view(cycles, m, gr, n_rt, r)
     y = torch.empty(gr, m, n, dtype=rows.dtype, device=rows.device) if out is None else out
+    per_tile = cycles * s * n * rows.element_size()  # one MVM's partial sums on one row tile
+    mc = min(m, max(1, GEMM_ROWS // cycles), max(1, CHUNK_BYTES // per_tile))
+    if mc == m and s * gr * n_rt * cycles == 1 and rw.xsum is None:
+        # one tile, slice and input cycle, one chunk (a recurrent time step): one matmul, the
+        # conversion and one scaling pass into the output
+        p = convert(torch.mm(rows.reshape(m, r), wt.view(r, n)).view(1, m, 1, n), 2)
+        return torch.mul(p.view(1, m, n), fac.view(1, 1, n), out=y)
+    cyc = rw.cycle.view(1, cycles)
+    xc = rows.view(cycles, m, gr, n_rt, r)
     if rw.xsum is not None:  # the offset, from each read's input sum: all MVMs at once
         xs = torch.matmul(rw.xsum, xc.sum(-1).view(cycles, -1)).view(m, gr, n_rt)
         y.copy_(torch.einsum("mgr,grn->gmn", xs, rw.scale))
     # a chunk: mc MVMs (cycles * mc matmul rows, GEMM_ROWS or so) on tc row tiles; few large
     # chunks, as every operation is a parallel region (a busy machine makes each one wait)
-    per_tile = cycles * s * n * rows.element_size()  # one MVM's partial sums on one row tile
-    mc = min(m, max(1, GEMM_ROWS // cycles), max(1, CHUNK_BYTES // per_tile))
     tc = max(1, min(n_rt, CHUNK_BYTES // (per_tile * mc)))
     # one buffer for every chunk's partial sums: a fresh large tensor per chunk would cost
     # its page faults again each time
