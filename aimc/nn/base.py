@@ -224,37 +224,40 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
                 "use torch.compile(model) instead"
             )
         self._check_dtype(x)
-        if self.training and not self.config.training.hardware_aware and not self.observing:
+        stages = self._modules  # the stage modules, without nn.Module's attribute lookup
+        dac, crossbar, adc = stages["dac"], stages["crossbar"], stages["adc"]
+        training = self.training
+        if training and not self.config.training.hardware_aware and not self.observing:
             return self._digital_forward(x)
         self._check_finite(x)
-        if self.dac.observing:  # calibration records input statistics of the digital op
-            self.dac.observe(x)
+        if dac.observing:  # calibration records input statistics of the digital op
+            dac.observe(x)
             return self._digital_forward(x)
-        if self.training:
-            w, scale, comp = self.crossbar.train_read(self.weight_matrix(), self.train_drift_gain)
+        if training:
+            w, scale, comp = crossbar.train_read(self.weight_matrix(), self.train_drift_gain)
         else:
             with torch.no_grad():
                 self._ensure_programmed()
-                self.crossbar.begin_draw()
-                t = self.crossbar.t_s
-                w = self.crossbar.read(t)
+                crossbar.begin_draw()
+                t = crossbar.t_s
+                w = crossbar.read(t)
                 # an ADC still without a range takes it from this batch first: the reference
                 # read of the compensation follows
-                pending = self.adc.uncalibrated and not self.adc.observing
+                pending = adc.uncalibrated and not adc.observing
                 comp = None if pending else self._compensation(t)
-            scale = self.crossbar.weight_scale
-        uncalibrated = not self.training and "_ranges_for" not in self.__dict__
-        drive = self.dac(x)
+            scale = crossbar.weight_scale
+        uncalibrated = not training and "_ranges_for" not in self.__dict__
+        drive = dac(x)
         y = self._read_tiles(drive, w, scale)
-        if not self.training and pending:
+        if not training and pending:
             with torch.no_grad():
                 comp = self._compensation(t)
         if isinstance(comp, Tensor):
             comp = self._place_columns(comp, y)
-        y = self._add_bias(self.accumulate.rescale(y, drive.range, comp))
+        y = self._add_bias(stages["accumulate"].rescale(y, drive.range, comp))
         if uncalibrated and self._weight_dependent_ranges():  # set from this first batch
             self._mark_calibrated()
-        if not self.training and y.requires_grad and self.weight.requires_grad:
+        if not training and y.requires_grad and self.weight.requires_grad:
             y.register_hook(self._warn_eval_backward)
         return y
 
@@ -290,9 +293,12 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
         in_lsb: bool = False,
         observed: bool = False,
         out: Optional[Tensor] = None,
+        gens: Optional[Sequence[torch.Generator]] = None,
     ) -> Tensor:
-        """Partial sums ``p`` through the ADC and the accumulation (see :class:`Accumulate`)."""
-        gens = self._adc_generators()
+        """Partial sums ``p`` through the ADC and the accumulation (see :class:`Accumulate`);
+        ``gens``: the ADC's noise streams when the caller has them already."""
+        if gens is None:
+            gens = self._adc_generators()
         kw = dict(in_lsb=in_lsb, observed=observed, defer_lsb=xsum is None)
         q, lsb = self.adc(p, dims["s"], gens, **kw)
         return self.accumulate(q, lsb, dims, scale, xsum, out)

@@ -121,12 +121,13 @@ class _AnalogConvNd(AnalogLayerBase):
             rows = cols.view(pb, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
             rows = rows.reshape(pb * length, g.groups, g.in_rows)
             w, scale, rows = self.crossbar.split_reads(w, scale, rows)
-            p, in_lsb = self.adc.read(rows, w, self._adc_generators())
+            gens = self._adc_generators()
+            p, in_lsb = self.adc.read(rows, w, gens)
             xsum = None
             if not self.crossbar.differential:
                 xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
             dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
-            y = self._read_out(p, dims, scale, xsum, in_lsb=in_lsb)
+            y = self._read_out(p, dims, scale, xsum, in_lsb=in_lsb, gens=gens)
             y = y.view(g.groups, pb, length, g.out_cols).permute(1, 0, 3, 2)
             y = y.reshape(pb, g.groups * g.out_cols, ho, wo)
         return y.squeeze(2) if self._spatial == 1 else y

@@ -99,12 +99,13 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
     def _tiles_forward(self, xq: Tensor, w: Tensor, scale: Tensor) -> Tensor:
         rows = xq.unsqueeze(1)  # [M, groups=1, in_features]
         w, scale, rows = self.crossbar.split_reads(w, scale, rows)
-        p, in_lsb = self.adc.read(rows, w, self._adc_generators())
+        gens = self._adc_generators()
+        p, in_lsb = self.adc.read(rows, w, gens)
         xsum = None
         if not self.crossbar.differential:
             xsum = AF.tile_matmul(rows, torch.ones_like(w[:1, ..., :1]))
         dims = {"s": 0, "g": 1, "rt": 2, "n": 4}
-        return self._read_out(p, dims, scale, xsum, in_lsb=in_lsb)[0]
+        return self._read_out(p, dims, scale, xsum, in_lsb=in_lsb, gens=gens)[0]
 
     def _tiles_batched(self, drive: Drive, w: Tensor, convert: Convert, lsbs: list[float]):
         rows = drive.x.unsqueeze(1)  # [cycles * M, groups=1, in_features]

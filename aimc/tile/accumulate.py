@@ -22,12 +22,14 @@ __all__ = ["Accumulate", "ReadoutWeights"]
 class ReadoutWeights(NamedTuple):
     """The accumulation stage as weights of ADC codes (:meth:`Accumulate.readout_weights`):
     ``cycle`` ``[cycles]``, ``slice`` ``[S]``, ``xsum`` ``[cycles]`` (offset encoding, else
-    ``None``) and the column scales ``scale`` ``[Gr, reads, N]``."""
+    ``None``), the column scales ``scale`` ``[Gr, reads, N]`` and their product
+    ``factor = slice * scale`` ``[Gr, reads, 1, S, N]`` (made once with them)."""
 
     cycle: Tensor
     slice: Tensor
     xsum: Optional[Tensor]
     scale: Tensor
+    factor: Optional[Tensor] = None
 
 
 class Accumulate(Stage):
@@ -131,12 +133,11 @@ class Accumulate(Stage):
         if reads > 1:
             sc = sc.repeat_interleave(reads, dim=1)
         dev, dt = scale.device, scale.dtype
-        out = ReadoutWeights(
-            cyc.to(dev, dt),
-            per_slice.to(dev, dt),
-            None if xsum is None else xsum.to(dev, dt),
-            sc.contiguous(),
-        )
+        per_slice, sc = per_slice.to(dev, dt), sc.contiguous()
+        gr, n_rt, n = sc.shape
+        factor = per_slice.view(1, 1, 1, -1, 1) * sc.view(gr, n_rt, 1, 1, n)
+        xsum = None if xsum is None else xsum.to(dev, dt)
+        out = ReadoutWeights(cyc.to(dev, dt), per_slice, xsum, sc, factor)
         self._weights.clear()
         self._weights[key] = out
         return out

@@ -132,7 +132,9 @@ def read_rows(
     if rows.shape[-1] != n_rt * r:  # the last row tile's empty rows read zeros
         rows = torch.nn.functional.pad(rows, (0, n_rt * r - rows.shape[-1]))
     wt = w.permute(1, 2, 3, 0, 4).reshape(gr, n_rt, r, s * n)  # slices side by side
-    fac = rw.slice.view(1, 1, 1, s, 1) * rw.scale.view(gr, n_rt, 1, 1, n)  # [Gr, n_rt, 1, S, N]
+    fac = rw.factor  # [Gr, n_rt, 1, S, N]
+    if fac is None:
+        fac = rw.slice.view(1, 1, 1, s, 1) * rw.scale.view(gr, n_rt, 1, 1, n)
     y = torch.empty(gr, m, n, dtype=rows.dtype, device=rows.device) if out is None else out
     per_tile = cycles * s * n * rows.element_size()  # one MVM's partial sums on one row tile
     mc = min(m, max(1, GEMM_ROWS // cycles), max(1, CHUNK_BYTES // per_tile))

@@ -64,13 +64,16 @@ class DrawStreams:
     def begin_draw(self) -> None:
         """Start the ``"read"``/``"adc"`` streams of the next eval forward (seeded by its
         number since programming)."""
-        self._set_draw_key((self._draws,))
-        self._draws += 1
+        draws = self._draws
+        self._set_draw_key((draws,))
+        self.__dict__["_draws"] = draws + 1  # a plain number (no Module.__setattr__ per read)
 
     def _set_draw_key(self, key: tuple[int, ...]) -> None:
-        self._draw_key = key
-        for name in [k for k in self._gens if k.startswith(("read", "adc"))]:
-            del self._gens[name]
+        self.__dict__["_draw_key"] = key
+        gens = self._gens
+        if gens:
+            for name in [k for k in gens if k.startswith(("read", "adc"))]:
+                del gens[name]
 
     @contextlib.contextmanager
     def draw_scope(self, *key: int) -> Iterator[None]:

@@ -233,3 +233,32 @@ def test_chunks_bound_the_partial_sums_alive_at_once(monkeypatch):
     monkeypatch.undo()
     with torch.no_grad():
         _assert_same_readout(layer(x), y)  # other chunks: the same read-out
+
+
+@pytest.mark.parametrize("name", ["bit-serial-sliced", "offset-sliced-max-range"])
+def test_kept_slice_and_scale_factor_reads_what_the_per_read_product_reads(name):
+    """The readout weights keep the product of slice weights and column scales; reading with
+    it gives bitwise what the product made at every read gives."""
+    torch.manual_seed(0)
+    module, x = _module(True)
+    cfg = aimc.AnalogConfig(tile=aimc.TileConfig(64, 64), **CONFIGS[name])
+    layer = aimc.convert_to_analog(module, cfg).eval()
+    real, seen = aimc.tile.readout.read_rows, []
+
+    def kept(rows, w, convert, rw, out=None):
+        seen.append(rw)
+        return real(rows, w, convert, rw, out)
+
+    def per_read(rows, w, convert, rw, out=None):
+        return real(rows, w, convert, rw._replace(factor=None), out)
+
+    outs = []
+    for read in (kept, per_read):
+        with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(aimc.nn.linear, "read_rows", read)
+            outs.append(layer(x))
+    rw = seen[-1]
+    gr, n_rt, n = rw.scale.shape
+    assert rw.slice.numel() > 1 and n_rt > 1
+    assert torch.equal(rw.factor, rw.slice.view(1, 1, 1, -1, 1) * rw.scale.view(gr, n_rt, 1, 1, n))
+    assert torch.equal(outs[0], outs[1])
