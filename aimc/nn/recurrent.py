@@ -307,9 +307,11 @@ class _AnalogRNNBase(AnalogContainer):
         zero: bool,
     ) -> tuple[Tensor, State]:
         gi = ih(x)  # the input products of every step: one batch of MVMs
-        # one tile read per step, the per-forward work (checks, compensation) done once
-        read = hh.step_reader()
-        proj = None if hr is None else hr.step_reader()
+        # one tile read per step, the per-forward work (checks, compensation) done once; a
+        # single step reads the layers themselves (a step reader would only decide, not serve)
+        single = len(steps) == 1
+        read = hh if single else hh.step_reader()
+        proj = None if hr is None else (hr if single else hr.step_reader())
         outs: list[Optional[Tensor]] = [None] * len(steps)
         order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
         for t in order:
@@ -321,7 +323,7 @@ class _AnalogRNNBase(AnalogContainer):
             outs[t] = new[0]
             # sequences that ended (forward) or have not started (reverse) keep their state
             state = new if full else tuple(torch.cat([n, s[b:]]) for n, s in zip(new, state))
-        return torch.cat(outs), state
+        return (outs[0] if single else torch.cat(outs)), state
 
     def extra_repr(self) -> str:
         return f"{self._FLOAT_MODULE.extra_repr(self)}, {self._analog_repr()}"
