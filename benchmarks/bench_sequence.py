@@ -22,13 +22,16 @@ Each repeat times the torch module and then the analog one, back to back, so tha
 same load on a shared machine; the ratio is the median over repeats of these paired ratios.
 ``--clock cpu`` measures the process's CPU time instead of wall time: with ``--threads 1`` it
 counts the work done and not the time spent waiting for a core, so it holds on a busy machine.
-Prints a Markdown table of median times and that ratio (analog / torch).
+Prints a Markdown table of median times and that ratio (analog / torch), and the machine's load
+average (other jobs) when the run started and ended: wall times with two threads on a shared
+machine move with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import time
 
@@ -121,7 +124,7 @@ def main() -> None:
     config = aimc.AnalogConfig() if args.config == "default" else aimc.AnalogConfig.ideal()
     print(
         f"threads={args.threads}, config={args.config}, clock={args.clock}, "
-        f"torch {torch.__version__}"
+        f"torch {torch.__version__}, load average {_load()}"
     )
     print("| case | torch (ms) | analog (ms) | ratio |")
     print("|---|---:|---:|---:|")
@@ -129,6 +132,15 @@ def main() -> None:
         for name, digital, analog, inputs in cases(config, tuple(args.cases.split(","))):
             t_d, t_a, ratio = _time_pair(digital, analog, inputs, args.repeats, clock)
             print(f"| {name} | {t_d * 1e3:.2f} | {t_a * 1e3:.2f} | {ratio:.2f}x |")
+    print(f"load average at the end {_load()}")
+
+
+def _load() -> str:
+    """The 1-minute load average, where the system reports one."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (AttributeError, OSError):
+        return "unknown"
 
 
 if __name__ == "__main__":
