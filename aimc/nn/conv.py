@@ -20,7 +20,7 @@ from aimc.config import AnalogConfig
 from aimc.nn.base import AnalogLayerBase
 from aimc.tile.dac import Drive
 from aimc.tile.geometry import TileGeometry
-from aimc.tile.readout import Convert, chunk_items, in_lsb_units, read_rows
+from aimc.tile.readout import Convert, chunk_items, lsb_operands, read_rows
 
 __all__ = ["AnalogConv1d", "AnalogConv2d"]
 
@@ -198,8 +198,10 @@ class _AnalogConvNd(AnalogLayerBase):
         stride, pad2, dil = conv
         pr, r = self.config.tile.parallel_rows, w.shape[3]
         split = pr is not None and pr < r
-        ws = in_lsb_units(AF.split_reads(w, pr) if split else w, lsbs, 0)
+        ws = AF.split_reads(w, pr) if split else w
         rw = self._readout_weights(lsbs, ws.shape[2] // w.shape[2])
+        # the smaller of the input (before unfolding) and the tiles divided by the ADC LSB
+        x2, ws = lsb_operands(x2, ws, lsbs, 0, rw.xsum is not None)
         cycles = rw.cycle.numel()
         pb, c, h, wd = x2.shape
         b = pb // cycles

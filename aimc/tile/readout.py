@@ -70,7 +70,8 @@ def lsb_operands(
     """``rows`` and tiles ``w`` of a read whose partial sums come out in ADC LSB units: the
     smaller operand divided by the LSB. The rows only where that is exact to the same
     partial sums up to float rounding: one LSB for every slice and no offset encoding (whose
-    input sums are taken from the rows)."""
+    input sums are taken from the rows). ``rows`` may be any tensor whose elements become the
+    rows (a conv's input before unfolding: fewer elements than its unfolded rows)."""
     if len(set(lsbs)) == 1 and not offset and lsbs[0] != 1.0 and rows.numel() < w.numel():
         return rows / lsbs[0], w
     return rows, in_lsb_units(w, lsbs, s_dim)

@@ -262,3 +262,27 @@ def test_kept_slice_and_scale_factor_reads_what_the_per_read_product_reads(name)
     assert rw.slice.numel() > 1 and n_rt > 1
     assert torch.equal(rw.factor, rw.slice.view(1, 1, 1, -1, 1) * rw.scale.view(gr, n_rt, 1, 1, n))
     assert torch.equal(outs[0], outs[1])
+
+
+def test_conv_divides_its_input_by_the_lsb_when_it_is_smaller_than_the_tiles(monkeypatch):
+    """A deep conv with a small input (few pixels, many channels): the batched read-out divides
+    the input before unfolding instead of the tiles, and reads what the general path reads."""
+    torch.manual_seed(0)
+    module = nn.Conv2d(64, 32, 3, padding=1)
+    x = torch.relu(torch.randn(1, 64, 3, 3))
+    cfg = _config("bit-serial-sliced", {}, mapping=aimc.MappingConfig())  # one slice, one LSB
+    layer = aimc.convert_to_analog(module, cfg).eval()
+    aimc.calibrate(layer, [x])
+    real, divided = aimc.nn.conv.lsb_operands, []
+
+    def spy(rows, w, lsbs, s_dim, offset):
+        out = real(rows, w, lsbs, s_dim, offset)
+        divided.append("input" if out[1] is w else "tiles")
+        return out
+
+    monkeypatch.setattr(aimc.nn.conv, "lsb_operands", spy)
+    batched = _Spy(monkeypatch)
+    with torch.no_grad():
+        y = layer(x)
+    assert batched.served == 1 and divided == ["input"]
+    _assert_same_readout(y, layer(x.clone().requires_grad_(True)).detach())
