@@ -20,7 +20,15 @@ from aimc.config import AnalogConfig
 from aimc.nn.base import AnalogLayerBase
 from aimc.tile.dac import Drive
 from aimc.tile.geometry import TileGeometry
-from aimc.tile.readout import Convert, chunk_items, lsb_operands, read_rows
+from aimc.tile.readout import (
+    Convert,
+    lsb_operands,
+    mvms_per_chunk,
+    read_tiles,
+    tile_matrices,
+    tile_rows,
+    valid_rows,
+)
 
 __all__ = ["AnalogConv1d", "AnalogConv2d"]
 
@@ -191,38 +199,56 @@ class _AnalogConvNd(AnalogLayerBase):
     def _unfolded_batched(
         self, x2: Tensor, w: Tensor, convert: Convert, lsbs: list[float], conv
     ) -> Tensor:
-        """Tiles that cut through input channels, or partial-row reads: the input unfolded
-        into tile rows a chunk of samples at a time (the rows of the whole batch never exist
-        at once), each chunk through :func:`~aimc.tile.readout.read_rows`."""
+        """Tiles that cut through input channels, or partial-row reads, or several passes: the
+        input unfolded into tile rows a chunk of MVMs at a time (whole samples, or output rows
+        of one sample; the rows of the whole batch never exist at once), each chunk laid out
+        per row tile (:func:`~aimc.tile.readout.tile_rows`) and read through
+        :func:`~aimc.tile.readout.read_tiles`."""
         g = self.geometry
         stride, pad2, dil = conv
-        pr, r = self.config.tile.parallel_rows, w.shape[3]
-        split = pr is not None and pr < r
-        ws = AF.split_reads(w, pr) if split else w
-        rw = self._readout_weights(lsbs, ws.shape[2] // w.shape[2])
+        (kh, kw), pr, r = self._kernel2, self.config.tile.parallel_rows, w.shape[3]
+        reads = 1 if pr is None or pr >= r else -(-r // pr)
+        ws = AF.split_reads(w, pr) if reads > 1 else w
+        rw = self._readout_weights(lsbs, reads)
         # the smaller of the input (before unfolding) and the tiles divided by the ADC LSB
-        x2, ws = lsb_operands(x2, ws, lsbs, 0, rw.xsum is not None)
+        x2, tile_lsbs = lsb_operands(x2, ws, lsbs, rw.xsum is not None)
+        wt = tile_matrices(ws, tile_lsbs)  # [Gr * n_rt * reads, rows per read, S * N]
         cycles = rw.cycle.numel()
         pb, c, h, wd = x2.shape
         b = pb // cycles
         ho, wo = self._out_size(x2, conv)
         length = ho * wo
-        xs = x2.view(cycles, b, c, h, wd)
-        y = torch.empty(b, g.groups * g.out_cols, ho, wo, dtype=x2.dtype, device=x2.device)
-        per_sample = cycles * g.groups * ws.shape[2] * ws.shape[3] * length * x2.element_size()
-        chunk = chunk_items(b, per_sample)
-        for b0 in range(0, b, chunk):
-            b1 = min(b, b0 + chunk)
-            xc = xs[:, b0:b1].reshape(cycles * (b1 - b0), c, h, wd)
-            cols = F.unfold(xc, self._kernel2, dilation=dil, padding=pad2, stride=stride)
-            rows = cols.view(-1, g.groups, g.in_rows, length).permute(0, 3, 1, 2)
-            rows = rows.reshape(-1, g.groups, g.in_rows)
-            if split:
-                rows = AF.pad_reads(rows, r, pr)
-            out = read_rows(rows, ws, convert, rw)  # [Gr, (b1 - b0) * L, N]
-            out = out.view(g.groups, b1 - b0, length, g.out_cols).permute(1, 0, 3, 2)
-            y[b0:b1] = out.reshape(b1 - b0, g.groups * g.out_cols, ho, wo)
-        return y
+        if any(pad2):  # padded once: a chunk of output rows then unfolds without padding
+            x2 = F.pad(x2, (pad2[1], pad2[1], pad2[0], pad2[0]))
+        xs = x2.view(cycles, b, c, x2.shape[2], x2.shape[3])
+        y = torch.empty(b, g.groups, g.out_cols, ho, wo, dtype=x2.dtype, device=x2.device)
+        size = x2.element_size()
+        mvms = mvms_per_chunk(
+            cycles,
+            cycles * wt.shape[0] * wt.shape[1] * size,
+            cycles * g.groups * wt.shape[2] * size,
+        )
+        if mvms >= length:  # whole samples
+            spans = [(b0, min(b, b0 + mvms // length), 0, ho) for b0 in range(0, b, mvms // length)]
+        else:  # output rows of one sample
+            oyk = max(1, mvms // wo)
+            spans = [
+                (b0, b0 + 1, o0, min(ho, o0 + oyk)) for b0 in range(b) for o0 in range(0, ho, oyk)
+            ]
+        buf, valid = None, valid_rows(g.in_rows, r, pr)
+        for b0, b1, o0, o1 in spans:
+            i0 = o0 * stride[0]
+            i1 = (o1 - 1) * stride[0] + dil[0] * (kh - 1) + 1
+            xc = xs[:, b0:b1, :, i0:i1].reshape(cycles * (b1 - b0), c, i1 - i0, x2.shape[3])
+            cols = F.unfold(xc, (kh, kw), dilation=dil, stride=stride)
+            x = tile_rows(cols, g.groups, r, pr)
+            out = torch.empty(
+                g.groups, (b1 - b0) * (o1 - o0) * wo, g.out_cols, dtype=x2.dtype, device=x2.device
+            )
+            buf = read_tiles(x, wt, convert, rw, g.groups, out, buf, valid)
+            out = out.view(g.groups, b1 - b0, o1 - o0, wo, g.out_cols).permute(1, 0, 4, 2, 3)
+            y[b0:b1, :, :, o0:o1] = out
+        return y.view(b, g.groups * g.out_cols, ho, wo)
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         return comp.reshape(-1, *([1] * (y.dim() - 2)))

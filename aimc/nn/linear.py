@@ -112,8 +112,8 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         scale = self.crossbar.weight_scale
         ws, _, rows = self.crossbar.split_reads(w, scale, rows)
         rw = self._readout_weights(lsbs, ws.shape[2] // w.shape[2])
-        rows, ws = lsb_operands(rows, ws, lsbs, 0, rw.xsum is not None)
-        return read_rows(rows, ws, convert, rw)[0]
+        rows, tile_lsbs = lsb_operands(rows, ws, lsbs, rw.xsum is not None)
+        return read_rows(rows, ws, convert, rw, lsbs=tile_lsbs)[0]
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         return comp.reshape(-1)

@@ -1,12 +1,18 @@
 """The batched inference read-out: every partial sum of a chunk of MVMs in a few large operations.
 
-Input bit planes (bit-serial cycles), weight slices, row tiles and partial-row reads become batch
-dimensions of one GEMM per chunk of MVMs (a single-pass convolution whose row tiles hold whole
-input channels keeps the general path: one conv per row tile is faster there); the ADC converts
-all of the chunk's partial sums in one pass (:meth:`~aimc.tile.adc.ADC.convert_`; the tiles
-are divided by the ADC's LSBs instead of every partial sum), and one weighted sum does the
-accumulation stage's work: the shift-add of cycles and slices, the LSB, the weight scales and
-the sum of the row tiles (weights from :meth:`~aimc.tile.accumulate.Accumulate.readout_factors`).
+Input bit planes (bit-serial cycles), weight slices, row tiles and partial-row reads become
+dimensions of one GEMM per chunk of row tiles (a single-pass convolution whose row tiles hold
+whole input channels keeps the general path: one conv per row tile is faster there). The tiles
+are laid out once per forward as ``[row tile, rows, slices x columns]`` and divided by the ADC
+LSBs in the same pass (:func:`tile_matrices`); each chunk of MVMs (a conv's unfolded input, or
+a Linear's rows) is laid out once as ``[row tile, cycles x MVMs, rows]`` (:func:`tile_rows`),
+so every matmul reads both operands in place, with input cycles and MVMs as its rows and
+slices and columns as its columns (:func:`read_tiles`). A partly filled row tile multiplies
+only its rows that hold inputs. The ADC converts all of a chunk's partial sums in one pass
+(:meth:`~aimc.tile.adc.ADC.convert_`), one matrix-vector product shift-adds the input cycles,
+and one multiply and two slab sums do the rest of the accumulation stage's work: the slice
+weights, the LSB, the weight scales and the sum of the row tiles (weights from
+:meth:`~aimc.tile.accumulate.Accumulate.readout_weights`).
 
 It computes what the general path (``ADC.read`` → ``ADC`` → ``Accumulate`` →
 ``Accumulate.planes``) computes, for inference forwards that need no gradient and draw no ADC
@@ -30,9 +36,12 @@ __all__ = [
     "CHUNK_BYTES",
     "Convert",
     "batched_read",
-    "chunk_items",
-    "in_lsb_units",
+    "mvms_per_chunk",
     "read_rows",
+    "read_tiles",
+    "tile_matrices",
+    "tile_rows",
+    "valid_rows",
 ]
 
 #: partial sums (bytes) that one chunk of the batched read-out makes at most (unless a single
@@ -47,34 +56,24 @@ GEMM_ROWS = 512
 Convert = Callable[[Tensor, int], Tensor]
 
 
-def chunk_items(items: int, bytes_per_item: int) -> int:
-    """Items per chunk so that one chunk's partial sums take about :data:`CHUNK_BYTES`."""
-    return max(1, min(items, CHUNK_BYTES // max(bytes_per_item, 1)))
+def mvms_per_chunk(cycles: int, row_bytes: int, psum_bytes: int) -> int:
+    """MVMs per chunk of the batched read-out: about :data:`GEMM_ROWS` matmul rows, with a
+    chunk's tile-row inputs (``row_bytes`` per MVM) and one row tile's partial sums
+    (``psum_bytes`` per MVM) each within :data:`CHUNK_BYTES`; one MVM at least."""
+    budget = CHUNK_BYTES // max(row_bytes, psum_bytes, 1)
+    return max(1, min(GEMM_ROWS // cycles, budget))
 
 
-def in_lsb_units(w: Tensor, lsbs: list[float], s_dim: int) -> Tensor:
-    """Tiles ``w`` divided by the ADC LSB of their slice (along ``s_dim``), so that their partial
-    sums come out in LSB units; ``w`` itself when every LSB is 1."""
-    if all(v == 1.0 for v in lsbs):
-        return w
-    if len(set(lsbs)) == 1:
-        return w / lsbs[0]
-    shape = [1] * w.dim()
-    shape[s_dim] = -1
-    return w / torch.tensor(lsbs, dtype=w.dtype).to(w.device).view(shape)
-
-
-def lsb_operands(
-    rows: Tensor, w: Tensor, lsbs: list[float], s_dim: int, offset: bool
-) -> tuple[Tensor, Tensor]:
-    """``rows`` and tiles ``w`` of a read whose partial sums come out in ADC LSB units: the
-    smaller operand divided by the LSB. The rows only where that is exact to the same
-    partial sums up to float rounding: one LSB for every slice and no offset encoding (whose
-    input sums are taken from the rows). ``rows`` may be any tensor whose elements become the
-    rows (a conv's input before unfolding: fewer elements than its unfolded rows)."""
+def lsb_operands(rows: Tensor, w: Tensor, lsbs: list[float], offset: bool) -> tuple[Tensor, list]:
+    """``rows`` of a read on tiles ``w`` whose partial sums come out in ADC LSB units, and the
+    LSBs that the tiles are still to be divided by (:func:`tile_matrices`): the smaller
+    operand divided by the LSB. The rows only where that is exact to the same partial sums up
+    to float rounding: one LSB for every slice and no offset encoding (whose input sums are
+    taken from the rows). ``rows`` may be any tensor whose elements become the rows (a conv's
+    input before unfolding: fewer elements than its unfolded rows)."""
     if len(set(lsbs)) == 1 and not offset and lsbs[0] != 1.0 and rows.numel() < w.numel():
-        return rows / lsbs[0], w
-    return rows, in_lsb_units(w, lsbs, s_dim)
+        return rows / lsbs[0], [1.0]
+    return rows, lsbs
 
 
 def batched_read(adc, run: Callable[[Convert, list[float]], Tensor]) -> Optional[Tensor]:
@@ -111,74 +110,205 @@ def batched_read(adc, run: Callable[[Convert, list[float]], Tensor]) -> Optional
     return run(lambda p, s_dim: adc.convert_(p), lsbs)
 
 
+def tile_matrices(w: Tensor, lsbs: list[float]) -> Tensor:
+    """Tiles ``w`` ``[S, Gr, n_rt, R, N]`` as the GEMM operands of :func:`read_tiles`:
+    ``[Gr * n_rt, R, S * N]`` (the slices side by side in the columns), divided by the ADC LSB
+    of their slice, made in one pass over the tiles."""
+    s, gr, n_rt, r, n = w.shape
+    wp = w.permute(1, 2, 3, 0, 4)
+    if all(v == 1.0 for v in lsbs):  # a view where it can be (one slice)
+        return wp.reshape(gr * n_rt, r, s * n)
+    out = torch.empty(gr, n_rt, r, s, n, dtype=w.dtype, device=w.device)
+    if len(set(lsbs)) == 1:
+        torch.div(wp, lsbs[0], out=out)
+    else:
+        torch.div(wp, torch.tensor(lsbs, dtype=w.dtype).to(w.device).view(s, 1), out=out)
+    return out.view(gr * n_rt, r, s * n)
+
+
+def tile_rows(cols: Tensor, groups: int, rows: int, parallel_rows: Optional[int] = None) -> Tensor:
+    """Inputs ``cols`` ``[P, Gr * K, L]`` (``F.unfold``'s layout: the ``K`` tile-row inputs of
+    each group along dim 1, ``P * L`` MVMs) as the row operands of :func:`read_tiles`: ``[Gr *
+    n_rt * reads, P * L, parallel_rows]``, each row tile of ``rows`` rows split into ``reads =
+    ceil(rows / parallel_rows)`` partial-row reads (one read of all rows when
+    ``parallel_rows`` is ``None``), empty rows (the last row tile's, a tile's last read's)
+    zero. One pass over the inputs."""
+    p, gk, length = cols.shape
+    k = gk // groups
+    pr = rows if parallel_rows is None else min(parallel_rows, rows)
+    n_rt, reads = -(-k // rows), -(-rows // pr)
+    src = cols.contiguous()
+    x = torch.empty(groups, n_rt, reads, p, length, pr, dtype=cols.dtype, device=cols.device)
+    sp, sg = src.stride(0), src.stride(1) * k
+
+    def put(t0: int, t1: int, rd0: int, rd1: int, valid: int, row0: int) -> None:
+        # tiles t0..t1, reads rd0..rd1 of ``valid`` rows each, starting at row ``row0``
+        if t1 <= t0 or rd1 <= rd0:
+            return
+        dst = x[:, t0:t1, rd0:rd1]
+        if valid > 0:
+            shape = (p, groups, t1 - t0, rd1 - rd0, valid, length)
+            strides = (sp, sg, rows * length, pr * length, length, 1)
+            view = src.as_strided(shape, strides, src.storage_offset() + row0 * length)
+            dst[..., :valid].copy_(view.permute(1, 2, 3, 0, 5, 4))
+        if valid < pr:
+            dst[..., valid:].zero_()
+
+    n_full, rem = divmod(k, rows)
+    full_reads, last = divmod(rows, pr)
+    put(0, n_full, 0, full_reads, pr, 0)
+    put(0, n_full, full_reads, full_reads + 1, last, full_reads * pr)  # a shorter last read
+    if rem:  # the last row tile, partly empty
+        rem_reads, rem_last = divmod(rem, pr)
+        put(n_full, n_rt, 0, rem_reads, pr, n_full * rows)
+        put(n_full, n_rt, rem_reads, rem_reads + 1, rem_last, n_full * rows + rem_reads * pr)
+        put(n_full, n_rt, rem_reads + 1, reads, 0, 0)
+    return x.view(groups * n_rt * reads, p * length, pr)
+
+
 @torch.no_grad()
 def read_rows(
-    rows: Tensor, w: Tensor, convert: Convert, rw: ReadoutWeights, out: Optional[Tensor] = None
+    rows: Tensor,
+    w: Tensor,
+    convert: Convert,
+    rw: ReadoutWeights,
+    out: Optional[Tensor] = None,
+    lsbs: Optional[list[float]] = None,
 ) -> Tensor:
     """The batched read-out of tile-row inputs ``rows`` ``[cycles * M, Gr, K]`` (input cycles
-    outermost) on tiles ``w`` ``[S, Gr, n_rt, R, N]`` (in LSB units; partial-row reads already
-    split into row tiles of their own): ``[Gr, M, N]``, cycles, slices and row tiles summed
-    with the weights ``rw`` (:meth:`~aimc.tile.accumulate.Accumulate.readout_weights`).
-
-    Per chunk of MVMs and row tiles: one batched matmul (a row tile per batch entry, the
-    slices side by side in its columns) makes the partial sums ``[row tile, cycle, MVM,
-    slice, column]``; ``convert`` turns them all into codes; one matrix-vector product per
-    row tile shift-adds the input cycles (a single pass over the codes); the slice weights,
-    column scales and the row-tile sum act on what is left (a ``cycles``-th of it). The
-    offset encoding's input sums are done for all MVMs at once. ``out``: where to write.
-    """
+    outermost) on tiles ``w`` ``[S, Gr, n_rt, R, N]`` (partial-row reads already split into
+    row tiles of their own), divided by the ADC LSBs ``lsbs`` of their slices (none: already
+    in LSB units): ``[Gr, M, N]``, cycles, slices and row tiles summed with the weights ``rw``
+    (:meth:`~aimc.tile.accumulate.Accumulate.readout_weights`). Chunks of about
+    :data:`GEMM_ROWS` matmul rows through :func:`read_tiles`. ``out``: where to write."""
     s, gr, n_rt, r, n = w.shape
     cycles = rw.cycle.numel()
     m = rows.shape[0] // cycles
-    if rows.shape[-1] != n_rt * r:  # the last row tile's empty rows read zeros
-        rows = torch.nn.functional.pad(rows, (0, n_rt * r - rows.shape[-1]))
-    wt = w.permute(1, 2, 3, 0, 4).reshape(gr, n_rt, r, s * n)  # slices side by side
-    fac = rw.factor  # [Gr, n_rt, 1, S, N]
-    if fac is None:
-        fac = rw.slice.view(1, 1, 1, s, 1) * rw.scale.view(gr, n_rt, 1, 1, n)
     y = torch.empty(gr, m, n, dtype=rows.dtype, device=rows.device) if out is None else out
-    per_tile = cycles * s * n * rows.element_size()  # one MVM's partial sums on one row tile
-    mc = min(m, max(1, GEMM_ROWS // cycles), max(1, CHUNK_BYTES // per_tile))
+    size = rows.element_size()
+    mc = min(m, mvms_per_chunk(cycles, cycles * rows.shape[-1] * gr * size, cycles * s * n * size))
+    lsbs = [1.0] if lsbs is None else lsbs
     if mc == m and s * gr * n_rt * cycles == 1 and rw.xsum is None:
         # one tile, slice and input cycle, one chunk (a recurrent time step): one matmul, the
         # conversion and one scaling pass into the output
-        p = convert(torch.mm(rows.reshape(m, r), wt.view(r, n)).view(1, m, 1, n), 2)
-        return torch.mul(p.view(1, m, n), fac.view(1, 1, n), out=y)
-    cyc = rw.cycle.view(1, cycles)
-    xc = rows.view(cycles, m, gr, n_rt, r)
-    if rw.xsum is not None:  # the offset, from each read's input sum: all MVMs at once
-        xs = torch.matmul(rw.xsum, xc.sum(-1).view(cycles, -1)).view(m, gr, n_rt)
-        y.copy_(torch.einsum("mgr,grn->gmn", xs, rw.scale))
-    # a chunk: mc MVMs (cycles * mc matmul rows, GEMM_ROWS or so) on tc row tiles; few large
-    # chunks, as every operation is a parallel region (a busy machine makes each one wait)
-    tc = max(1, min(n_rt, CHUNK_BYTES // (per_tile * mc)))
-    # one buffer for every chunk's partial sums: a fresh large tensor per chunk would cost
-    # its page faults again each time
-    buf = torch.empty(gr * tc * cycles * mc * s * n, dtype=rows.dtype, device=rows.device)
+        k = rows.shape[-1]
+        wk = tile_matrices(w, lsbs).view(r, n)[:k]
+        p = convert(torch.mm(rows.reshape(m, k), wk).view(1, m, 1, n), 2)
+        return torch.mul(p.view(1, m, n), _factor(rw, gr, n_rt, s, n).view(1, 1, n), out=y)
+    wt = tile_matrices(w, lsbs)
+    xc = rows.view(cycles, m, gr * rows.shape[-1])
+    buf = None
     for m0 in range(0, m, mc):
         mk = min(m, m0 + mc) - m0
-        ys = y[:, m0 : m0 + mk]
-        for t0 in range(0, n_rt, tc):
-            tk = min(n_rt, t0 + tc) - t0
-            tiles = gr * tk
-            x = xc[:, m0 : m0 + mk, :, t0 : t0 + tk].permute(2, 3, 0, 1, 4)
-            x = x.reshape(tiles, cycles * mk, r)
-            p = buf[: tiles * cycles * mk * s * n].view(tiles, cycles * mk, s * n)
-            torch.bmm(x, wt[:, t0 : t0 + tk].reshape(tiles, r, s * n), out=p)
-            p = convert(p.view(tiles, cycles * mk, s, n), 2)
-            if cycles > 1:  # the input cycles shift-added: [row tile, MVM, slice, column]
-                p = torch.matmul(cyc, p.view(tiles, cycles, mk * s * n))
-            first = t0 == 0 and rw.xsum is None
-            if tk == 1 and s == 1:  # nothing to sum: scale the codes into the output
-                p, f = p.view(gr, mk, n), fac[:, t0].view(gr, 1, n)
-                if first:
-                    torch.mul(p, f, out=ys)
-                else:
-                    ys.addcmul_(p, f)
-                continue
-            p = p.view(gr, tk, mk, s, n).mul_(fac[:, t0 : t0 + tk])
-            if first:
-                torch.sum(p, dim=(1, 3), out=ys)
-            else:
-                ys += p.sum(dim=(1, 3))
+        cols = xc[:, m0 : m0 + mk].reshape(cycles * mk, gr * rows.shape[-1], 1)
+        buf = read_tiles(tile_rows(cols, gr, r), wt, convert, rw, gr, y[:, m0 : m0 + mk], buf)
     return y
+
+
+@torch.no_grad()
+def read_tiles(
+    x: Tensor,
+    wt: Tensor,
+    convert: Convert,
+    rw: ReadoutWeights,
+    groups: int,
+    out: Tensor,
+    buf: Optional[Tensor] = None,
+    valid: Optional[list[int]] = None,
+) -> Tensor:
+    """The batched read-out of row operands ``x`` ``[Gr * n_rt, cycles * M, R]`` (from
+    :func:`tile_rows`; input cycles outermost in the matmul rows) on tiles ``wt`` ``[Gr *
+    n_rt, R, S * N]`` (from :func:`tile_matrices`, in LSB units), written to ``out`` ``[Gr, M,
+    N]``: cycles, slices and row tiles summed with the weights ``rw``
+    (:meth:`~aimc.tile.accumulate.Accumulate.readout_weights`).
+
+    Per chunk of row tiles (the partial sums of a chunk within :data:`CHUNK_BYTES`, written
+    to ``buf`` when it is large enough; returned for the next call: a fresh large tensor per
+    chunk would cost its page faults again each time): one batched matmul (a row tile per
+    batch entry, the slices side by side in its columns) makes the partial sums ``[row tile,
+    cycle, MVM, slice, column]``; ``convert`` turns them all into codes; one matrix-vector
+    product per row tile shift-adds the input cycles (a single pass over the codes); the slice
+    weights, column scales and the row-tile sum act on what is left (a ``cycles``-th of it).
+    The offset encoding's input sums are done for all row tiles at once. ``valid``: the rows
+    of each row tile (of a group) that hold inputs (:func:`valid_rows`); a tile's empty rows
+    then take no part in its matmul, and a tile without inputs is skipped (its codes are 0).
+    """
+    tiles, mat_rows, r = x.shape
+    n_rt = tiles // groups
+    s = rw.slice.numel()
+    n = wt.shape[2] // s
+    cycles = rw.cycle.numel()
+    m = mat_rows // cycles
+    cyc = rw.cycle.view(1, cycles)
+    fac = _factor(rw, groups, n_rt, s, n)  # [Gr, n_rt, 1, S, N]
+    if rw.xsum is not None:  # the offset, from each read's input sum: all row tiles at once
+        xs = torch.matmul(rw.xsum, x.sum(-1).view(tiles, cycles, m)).view(groups, n_rt, m)
+        out.copy_(torch.einsum("grm,grn->gmn", xs, rw.scale))
+    per_tile = groups * mat_rows * s * n  # partial sums of one row tile of every group
+    tc = max(1, min(n_rt, CHUNK_BYTES // (per_tile * x.element_size())))
+    if buf is None or buf.numel() < tc * per_tile:
+        buf = torch.empty(tc * per_tile, dtype=x.dtype, device=x.device)
+    xg, wg = x.view(groups, n_rt, mat_rows, r), wt.view(groups, n_rt, r, s * n)
+    first = rw.xsum is None
+    for t0, t1, k in _tile_chunks(n_rt, r, tc, valid):
+        tk = t1 - t0
+        p = buf[: tk * per_tile].view(groups * tk, mat_rows, s * n)
+        xk = xg[:, t0:t1, :, :k].reshape(groups * tk, mat_rows, k)
+        torch.bmm(xk, wg[:, t0:t1, :k].reshape(groups * tk, k, s * n), out=p)
+        p = convert(p.view(groups * tk, mat_rows, s, n), 2)
+        if cycles > 1:  # the input cycles shift-added: [row tile, MVM, slice, column]
+            p = torch.matmul(cyc, p.view(groups * tk, cycles, m * s * n))
+        if tk == 1 and s == 1:  # nothing to sum: scale the codes into the output
+            p, f = p.view(groups, m, n), fac[:, t0].view(groups, 1, n)
+            if first:
+                torch.mul(p, f, out=out)
+            else:
+                out.addcmul_(p, f)
+        else:
+            # the row tiles summed first (whole slabs), then the slices: a reduction over
+            # both dimensions at once is ten times slower
+            p = p.view(groups, tk, m, s, n).mul_(fac[:, t0:t1]).sum(1)
+            if first:
+                torch.sum(p, dim=2, out=out)
+            else:
+                out += p.sum(2)
+        first = False
+    if first:  # no tile holds inputs
+        out.zero_()
+    return buf
+
+
+def _factor(rw: ReadoutWeights, groups: int, n_rt: int, s: int, n: int) -> Tensor:
+    """The slice weight times the column scale, ``[Gr, n_rt, 1, S, N]``."""
+    if rw.factor is not None:
+        return rw.factor
+    return rw.slice.view(1, 1, 1, s, 1) * rw.scale.view(groups, n_rt, 1, 1, n)
+
+
+def _tile_chunks(n_rt: int, r: int, tc: int, valid: Optional[list[int]]):
+    """``(t0, t1, rows)`` of the chunks of :func:`read_tiles`: runs of at most ``tc`` full row
+    tiles, and each partly filled tile on its own (its ``rows`` inputs); empty tiles none."""
+    t0 = 0
+    while t0 < n_rt:
+        k = r if valid is None else valid[t0]
+        if k <= 0:
+            t0 += 1
+            continue
+        t1 = t0 + 1
+        if k == r:
+            while t1 < min(n_rt, t0 + tc) and (valid is None or valid[t1] == r):
+                t1 += 1
+        yield t0, t1, k
+        t0 = t1
+
+
+def valid_rows(k: int, rows: int, parallel_rows: Optional[int] = None) -> list[int]:
+    """The inputs each row operand of :func:`tile_rows` holds (per read of each row tile of
+    ``rows`` rows, ``k`` tile-row inputs per group), for :func:`read_tiles`."""
+    pr = rows if parallel_rows is None else min(parallel_rows, rows)
+    n_rt, reads = -(-k // rows), -(-rows // pr)
+    return [
+        max(0, min(pr, min(rows, k - t * rows) - rd * pr))
+        for t in range(n_rt)
+        for rd in range(reads)
+    ]

@@ -245,12 +245,12 @@ def test_kept_slice_and_scale_factor_reads_what_the_per_read_product_reads(name)
     layer = aimc.convert_to_analog(module, cfg).eval()
     real, seen = aimc.tile.readout.read_rows, []
 
-    def kept(rows, w, convert, rw, out=None):
+    def kept(rows, w, convert, rw, out=None, **kw):
         seen.append(rw)
-        return real(rows, w, convert, rw, out)
+        return real(rows, w, convert, rw, out, **kw)
 
-    def per_read(rows, w, convert, rw, out=None):
-        return real(rows, w, convert, rw._replace(factor=None), out)
+    def per_read(rows, w, convert, rw, out=None, **kw):
+        return real(rows, w, convert, rw._replace(factor=None), out, **kw)
 
     outs = []
     for read in (kept, per_read):
@@ -275,9 +275,9 @@ def test_conv_divides_its_input_by_the_lsb_when_it_is_smaller_than_the_tiles(mon
     aimc.calibrate(layer, [x])
     real, divided = aimc.nn.conv.lsb_operands, []
 
-    def spy(rows, w, lsbs, s_dim, offset):
-        out = real(rows, w, lsbs, s_dim, offset)
-        divided.append("input" if out[1] is w else "tiles")
+    def spy(rows, w, lsbs, offset):
+        out = real(rows, w, lsbs, offset)
+        divided.append("input" if out[0] is not rows else "tiles")
         return out
 
     monkeypatch.setattr(aimc.nn.conv, "lsb_operands", spy)
