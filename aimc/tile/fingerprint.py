@@ -64,15 +64,22 @@ def edit_fingerprint(weight: Tensor) -> Tensor:
     """
     b = _words(weight)
     n = b.numel()
-    full, tail = divmod(n, BLOCK)
-    sums = [b[: full * BLOCK].view(full, BLOCK).sum(1, dtype=torch.int32)]
-    if tail:
-        sums.append(b[full * BLOCK :].sum(dtype=torch.int32).reshape(1))
+    blocks = -(-n // BLOCK)
+    out = torch.empty(blocks + STRIDE, dtype=torch.int32, device=b.device)  # no concatenation
+    full = n // BLOCK
+    if full:
+        torch.sum(b[: full * BLOCK].view(full, BLOCK), 1, dtype=torch.int32, out=out[:full])
+    if full < blocks:
+        torch.sum(b[full * BLOCK :], 0, keepdim=True, dtype=torch.int32, out=out[full:blocks])
+    classes = out[blocks:]
     full, tail = divmod(n, STRIDE)
-    classes = b[: full * STRIDE].view(full, STRIDE).sum(0, dtype=torch.int32)
+    if full:
+        torch.sum(b[: full * STRIDE].view(full, STRIDE), 0, dtype=torch.int32, out=classes)
+    else:
+        classes.zero_()
     if tail:
         classes[:tail] += b[full * STRIDE :]
-    return torch.cat([*sums, classes])
+    return out
 
 
 def weight_fingerprint(weight: Tensor) -> Tensor:

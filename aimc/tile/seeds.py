@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import zlib
 from collections.abc import Iterator
+from typing import Optional
 
 import torch
 
@@ -50,13 +51,14 @@ class DrawStreams:
         forward's draw number, so a copy or a reloaded state draws the same numbers."""
         return self._stream(f"{kind}{index}", kind in ("read", "adc"))
 
-    def _stream(self, key: str, per_draw: bool) -> torch.Generator:
-        dev = self.seed.device
+    def _stream(self, key: str, per_draw: bool, seed: Optional[int] = None) -> torch.Generator:
+        dev = self._buffers["seed"].device
         gen = self._gens.get(key)
         if gen is None or gen.device != dev:
             gen = torch.Generator(device=dev)
             parts = self._draw_key if per_draw else ()
-            seed = self.scalar("seed", _first_int)
+            if seed is None:
+                seed = self.scalar("seed", _first_int)
             gen.manual_seed(mix_seed(seed, _key_crc(key), *parts))
             self._gens[key] = gen
         return gen
@@ -93,7 +95,8 @@ class DrawStreams:
         if keys is None:
             keys = _CHUNK_KEYS.setdefault(kind, [f"{kind}{i}" for i in range(N_RNG_CHUNKS)])
         per_draw = kind in ("read", "adc")
-        return [self._stream(key, per_draw) for key in keys]
+        seed = self.scalar("seed", _first_int)  # once for all chunks
+        return [self._stream(key, per_draw, seed) for key in keys]
 
 
 _CHUNK_KEYS: dict[str, list[str]] = {}  # stream names of the chunked draws, per kind

@@ -69,14 +69,16 @@ def test_saturation_tracking_refuses_a_layer_without_an_adc_stage():
             pass
 
 
-@pytest.mark.parametrize(
-    ("make", "cls"),
-    [
-        (lambda: torch.nn.Linear(12, 6), "AnalogLinear"),
-        (lambda: torch.nn.LSTM(6, 5), "AnalogLSTM"),
-        (lambda: torch.nn.MultiheadAttention(8, 2), "AnalogMultiheadAttention"),
-    ],
-)
+#: single- and multi-matrix torch layers and their analog classes
+CONVERTED = [
+    (lambda: torch.nn.Linear(12, 6), "AnalogLinear"),
+    (lambda: torch.nn.LSTM(6, 5), "AnalogLSTM"),
+    (lambda: torch.nn.GRU(6, 5), "AnalogGRU"),
+    (lambda: torch.nn.MultiheadAttention(8, 2), "AnalogMultiheadAttention"),
+]
+
+
+@pytest.mark.parametrize(("make", "cls"), CONVERTED)
 def test_from_digital_keeps_the_mode_and_a_deferred_seed(make, cls):
     """Single- and multi-matrix layers convert alike: the torch module's train/eval mode goes
     both ways, and ``program=False`` with a seed programs the same draw on first use as
@@ -98,14 +100,7 @@ def test_from_digital_keeps_the_mode_and_a_deferred_seed(make, cls):
         assert torch.equal(a.crossbar.dev_g, b.crossbar.dev_g)
 
 
-@pytest.mark.parametrize(
-    ("make", "cls"),
-    [
-        (lambda: torch.nn.Linear(12, 6), "AnalogLinear"),
-        (lambda: torch.nn.GRU(6, 5), "AnalogGRU"),
-        (lambda: torch.nn.MultiheadAttention(8, 2), "AnalogMultiheadAttention"),
-    ],
-)
+@pytest.mark.parametrize(("make", "cls"), CONVERTED)
 def test_from_digital_takes_the_torch_parameters_and_keeps_a_learned_input_range(make, cls):
     """One conversion for every layer: the torch parameters by name both ways, and a learned
     input range (a parameter only the analog layer has) starts at 1 in every tile layer."""
