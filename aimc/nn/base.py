@@ -140,6 +140,11 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
     def _add_bias(self, y: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _rescale_bias(self, y: Tensor, x_range, comp, accumulate: Accumulate) -> Tensor:
+        """``y`` times the DAC range and the drift compensation (``accumulate.rescale``), plus
+        the bias."""
+        return self._add_bias(accumulate.rescale(y, x_range, comp))
+
     def mvm_count(self, x: Tensor) -> int:
         """Matrix-vector products (input vectors per group) one forward of ``x`` runs."""
         raise NotImplementedError
@@ -254,7 +259,7 @@ class AnalogLayerBase(DigitalConversion, CalibratedRanges, DriftCompensation, nn
                 comp = self._compensation(t)
         if isinstance(comp, Tensor):
             comp = self._place_columns(comp, y)
-        y = self._add_bias(stages["accumulate"].rescale(y, drive.range, comp))
+        y = self._rescale_bias(y, drive.range, comp, stages["accumulate"])
         if uncalibrated and self._weight_dependent_ranges():  # set from this first batch
             self._mark_calibrated()
         if not training and y.requires_grad and self.weight.requires_grad:

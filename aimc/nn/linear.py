@@ -125,6 +125,18 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
             return y + self.bias
         return y.add_(self.bias)
 
+    def _rescale_bias(self, y: Tensor, x_range, comp, accumulate) -> Tensor:
+        b = self.bias
+        if (
+            b is not None
+            and isinstance(x_range, float)
+            and (comp is None or isinstance(comp, float))
+            and not y.requires_grad
+            and not (torch.is_grad_enabled() and b.requires_grad)
+        ):  # one number times y, plus the bias: one pass
+            return torch.add(b, y, alpha=x_range if comp is None else x_range * comp, out=y)
+        return super()._rescale_bias(y, x_range, comp, accumulate)
+
     def mvm_count(self, x: Tensor) -> int:
         self._check_input(x)
         return x.numel() // self.in_features
@@ -249,4 +261,4 @@ class StepReader:
         comp = self._comp
         if isinstance(comp, Tensor):
             comp = layer._place_columns(comp, y)
-        return layer._add_bias(layer.accumulate.rescale(y, drive.range, comp))
+        return layer._rescale_bias(y, drive.range, comp, layer.accumulate)
