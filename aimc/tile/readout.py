@@ -196,12 +196,17 @@ def read_rows(
         p = convert(torch.mm(rows.reshape(m, k), wk).view(1, m, 1, n), 2)
         return torch.mul(p.view(1, m, n), _factor(rw, gr, n_rt, s, n).view(1, 1, n), out=y)
     wt = tile_matrices(w, lsbs)
-    xc = rows.view(cycles, m, gr * rows.shape[-1])
+    k = rows.shape[-1]
+    xc = rows.view(cycles, m, gr * k)
     buf = None
     for m0 in range(0, m, mc):
         mk = min(m, m0 + mc) - m0
-        cols = xc[:, m0 : m0 + mk].reshape(cycles * mk, gr * rows.shape[-1], 1)
-        buf = read_tiles(tile_rows(cols, gr, r), wt, convert, rw, gr, y[:, m0 : m0 + mk], buf)
+        if k == n_rt * r:  # whole row tiles: the matmul reads the rows in place
+            x = xc[:, m0 : m0 + mk].view(cycles, mk, gr, n_rt, r).permute(2, 3, 0, 1, 4)
+            x = x.reshape(gr * n_rt, cycles * mk, r)
+        else:
+            x = tile_rows(xc[:, m0 : m0 + mk].reshape(cycles * mk, gr * k, 1), gr, r)
+        buf = read_tiles(x, wt, convert, rw, gr, y[:, m0 : m0 + mk], buf)
     return y
 
 
@@ -265,13 +270,21 @@ def read_tiles(
             else:
                 out.addcmul_(p, f)
         else:
-            # the row tiles summed first (whole slabs), then the slices: a reduction over
-            # both dimensions at once is ten times slower
-            p = p.view(groups, tk, m, s, n).mul_(fac[:, t0:t1]).sum(1)
-            if first:
-                torch.sum(p, dim=2, out=out)
+            p = p.view(groups, tk, m, s, n).mul_(fac[:, t0:t1])
+            if s == 1:  # one slice: the sum of the row tiles is all there is to sum
+                p = p.view(groups, tk, m, n)
+                if first:
+                    torch.sum(p, dim=1, out=out)
+                else:
+                    out += p.sum(1)
             else:
-                out += p.sum(2)
+                # the row tiles summed first (whole slabs), then the slices: a reduction over
+                # both dimensions at once is ten times slower
+                p = p.sum(1)
+                if first:
+                    torch.sum(p, dim=2, out=out)
+                else:
+                    out += p.sum(2)
         first = False
     if first:  # no tile holds inputs
         out.zero_()

@@ -286,3 +286,27 @@ def test_conv_divides_its_input_by_the_lsb_when_it_is_smaller_than_the_tiles(mon
         y = layer(x)
     assert batched.served == 1 and divided == ["input"]
     _assert_same_readout(y, layer(x.clone().requires_grad_(True)).detach())
+
+
+@pytest.mark.parametrize("name", ["default-pcm", "bit-serial-sliced"])
+def test_linear_rows_of_whole_row_tiles_are_read_in_place(name, monkeypatch):
+    """A Linear whose inputs fill whole row tiles hands the matmul its rows as they are (no
+    per-forward copy of the batch); a partly filled last row tile lays them out, zero-padded."""
+    torch.manual_seed(0)
+    laid_out, real = [], aimc.tile.readout.tile_rows
+
+    def spy(*args, **kwargs):
+        laid_out.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aimc.tile.readout, "tile_rows", spy)
+    for features, copies in ((128, 0), (150, 1)):
+        module = nn.Linear(features, 6)
+        x = torch.relu(torch.randn(7, features))
+        layer = aimc.convert_to_analog(module, _config(name, {})).eval()
+        aimc.calibrate(layer, [x])
+        laid_out.clear()
+        with torch.no_grad():
+            y = layer(x)
+        assert len(laid_out) == copies
+        _assert_same_readout(y, layer(x.clone().requires_grad_(True)).detach())
