@@ -8,6 +8,7 @@ from torch import nn
 
 import aimc
 from aimc.tile.crossbar import Crossbar
+from tests.train_reads import record_train_reads
 
 _HWA = aimc.AnalogConfig(
     training=aimc.TrainingConfig(
@@ -39,20 +40,6 @@ class _Raises(nn.Module):
         raise RuntimeError("boom")
 
 
-def _record_train_reads(monkeypatch) -> list[tuple[Crossbar, torch.Tensor]]:
-    """Every train read's noisy tile weights, with the crossbar that made it."""
-    reads: list[tuple[Crossbar, torch.Tensor]] = []
-    train_read = Crossbar.train_read
-
-    def recording(self, matrix, drift_gain=None):
-        w, scale, comp = train_read(self, matrix, drift_gain)
-        reads.append((self, w.detach().clone()))
-        return w, scale, comp
-
-    monkeypatch.setattr(Crossbar, "train_read", recording)
-    return reads
-
-
 def _reads_of(reads, crossbar: Crossbar) -> list[torch.Tensor]:
     return [w for cb, w in reads if cb is crossbar]
 
@@ -63,7 +50,7 @@ def test_a_shared_module_sees_one_draw_per_forward_of_the_converted_model(noise,
     cfg = aimc.AnalogConfig(training=tc, seed=3)
     torch.manual_seed(0)
     digital, x = _Twice(), torch.randn(4, 6)
-    reads = _record_train_reads(monkeypatch)
+    reads = record_train_reads(monkeypatch)
     runs = []
     for _ in range(2):  # two models from one seed
         model = aimc.convert_to_analog(digital, cfg)
@@ -90,7 +77,7 @@ def test_without_the_per_forward_hold_every_call_draws(monkeypatch):
     model = aimc.convert_to_analog(_Twice(), _HWA)
     aimc.calibrate(model, [torch.randn(4, 6)])
     model.train()
-    reads = _record_train_reads(monkeypatch)
+    reads = record_train_reads(monkeypatch)
     handle = aimc.hold_noise_per_forward(model)  # installing again replaces the hooks
     model(torch.randn(4, 6))
     calls = _reads_of(reads, model.shared.crossbar)
@@ -109,7 +96,7 @@ def test_hold_noise_holds_a_hand_built_model_over_a_block(monkeypatch):
     x = torch.randn(3, 6)
     aimc.calibrate(model, [x])
     model.train()
-    reads = _record_train_reads(monkeypatch)
+    reads = record_train_reads(monkeypatch)
     model(x)
     free = _reads_of(reads, layer.crossbar)
     assert len(free) == 2 and not torch.equal(free[0], free[1])

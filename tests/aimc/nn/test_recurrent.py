@@ -19,7 +19,7 @@ from aimc.nn import (
     AnalogRNN,
     AnalogRNNCell,
 )
-from aimc.tile.crossbar import Crossbar
+from tests.train_reads import record_train_reads
 
 IDEAL = aimc.AnalogConfig.ideal()
 COARSE = aimc.AnalogConfig(device="ideal", dac=aimc.DACConfig(bits=2), adc=aimc.ADCConfig(bits=2))
@@ -329,20 +329,6 @@ _HWA = aimc.AnalogConfig(
 )
 
 
-def _record_train_reads(monkeypatch) -> list[tuple[nn.Module, torch.Tensor]]:
-    """Every train read's noisy tile weights, with the crossbar that made it."""
-    reads: list[tuple[nn.Module, torch.Tensor]] = []
-    train_read = Crossbar.train_read
-
-    def recording(self, matrix, drift_gain=None):
-        w, scale, comp = train_read(self, matrix, drift_gain)
-        reads.append((self, w.detach().clone()))
-        return w, scale, comp
-
-    monkeypatch.setattr(Crossbar, "train_read", recording)
-    return reads
-
-
 @pytest.mark.parametrize("noise", ["gaussian", "device"])
 def test_training_noise_is_one_draw_per_forward_held_over_the_sequence(noise, monkeypatch):
     tc = aimc.TrainingConfig(hardware_aware=True, weight_noise=noise, weight_noise_std=0.05)
@@ -350,7 +336,7 @@ def test_training_noise_is_one_draw_per_forward_held_over_the_sequence(noise, mo
     torch.manual_seed(0)
     digital = nn.LSTM(4, 6)
     x = torch.randn(5, 2, 4)
-    reads = _record_train_reads(monkeypatch)
+    reads = record_train_reads(monkeypatch)
     runs = []
     for _ in range(2):  # two models from one seed
         lstm = AnalogLSTM.from_digital(digital, cfg).train()
@@ -375,7 +361,7 @@ def test_training_noise_is_one_draw_per_forward_held_over_the_sequence(noise, mo
 def test_held_noise_nests_and_follows_changed_weights(monkeypatch):
     cell = AnalogGRUCell(4, 6, config=_HWA).train()
     x, h = torch.randn(3, 2, 4), torch.zeros(2, 6)
-    reads = _record_train_reads(monkeypatch)
+    reads = record_train_reads(monkeypatch)
     hh = cell.hh.crossbar
 
     def hh_reads():
