@@ -241,7 +241,7 @@ class _AnalogConvNd(AnalogLayerBase):
             i1 = (o1 - 1) * stride[0] + dil[0] * (kh - 1) + 1
             xc = xs[:, b0:b1, :, i0:i1].reshape(cycles * (b1 - b0), c, i1 - i0, x2.shape[3])
             cols = F.unfold(xc, (kh, kw), dilation=dil, stride=stride)
-            x = tile_rows(cols, g.groups, r, pr)
+            x = tile_rows(cols, g.groups, r, pr, zero=rw.xsum is not None)
             out = torch.empty(
                 g.groups, (b1 - b0) * (o1 - o0) * wo, g.out_cols, dtype=x2.dtype, device=x2.device
             )

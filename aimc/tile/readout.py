@@ -126,13 +126,16 @@ def tile_matrices(w: Tensor, lsbs: list[float]) -> Tensor:
     return out.view(gr * n_rt, r, s * n)
 
 
-def tile_rows(cols: Tensor, groups: int, rows: int, parallel_rows: Optional[int] = None) -> Tensor:
+def tile_rows(
+    cols: Tensor, groups: int, rows: int, parallel_rows: Optional[int] = None, zero: bool = True
+) -> Tensor:
     """Inputs ``cols`` ``[P, Gr * K, L]`` (``F.unfold``'s layout: the ``K`` tile-row inputs of
     each group along dim 1, ``P * L`` MVMs) as the row operands of :func:`read_tiles`: ``[Gr *
     n_rt * reads, P * L, parallel_rows]``, each row tile of ``rows`` rows split into ``reads =
     ceil(rows / parallel_rows)`` partial-row reads (one read of all rows when
     ``parallel_rows`` is ``None``), empty rows (the last row tile's, a tile's last read's)
-    zero. One pass over the inputs."""
+    zero (left unset with ``zero=False``, for :func:`read_tiles` told the ``valid`` rows and
+    no offset encoding). One pass over the inputs."""
     p, gk, length = cols.shape
     k = gk // groups
     pr = rows if parallel_rows is None else min(parallel_rows, rows)
@@ -151,7 +154,7 @@ def tile_rows(cols: Tensor, groups: int, rows: int, parallel_rows: Optional[int]
             strides = (sp, sg, rows * length, pr * length, length, 1)
             view = src.as_strided(shape, strides, src.storage_offset() + row0 * length)
             dst[..., :valid].copy_(view.permute(1, 2, 3, 0, 5, 4))
-        if valid < pr:
+        if valid < pr and zero:
             dst[..., valid:].zero_()
 
     n_full, rem = divmod(k, rows)
