@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_networks.py [--nets vgg8,resnet18,resnet50]
         [--configs pcm,rram,rram22] [--batch 8] [--repeats 5] [--threads 2] [--load]
         [--device cpu|cuda] [--cost]
-    python benchmarks/bench_networks.py --slices-cycles [--repeats 3]
+    python benchmarks/bench_networks.py --slices-cycles [--repeats 3] [--threads 1 --clock cpu]
 
 Every (network, config) case runs in a fresh process, which:
 
@@ -16,7 +16,9 @@ Every (network, config) case runs in a fresh process, which:
    (parameters, buffers and cached reads);
 3. times digital and analog forwards interleaved (``--repeats`` pairs, median of the pairwise
    ratios), so both see the same machine load. ``--load`` keeps one core busy with a second
-   process while timing (a sweep's neighbour);
+   process while timing (a sweep's neighbour); ``--clock cpu`` times by the process's CPU
+   time instead of wall time (with ``--threads 1``: what a busy machine's other jobs change
+   least, as a preempted thread's wait is not counted);
 4. with ``--cost``, times ``aimc.estimate_cost`` of the converted model on the batch.
 
 Networks (all built from torch layers): ``vgg8``, the CIFAR-10 VGG-8 (32x32; channels 128-512, a
@@ -168,6 +170,9 @@ def _rss_mb() -> float:
     raise RuntimeError("VmRSS not in /proc/self/status")
 
 
+_CLOCK = time.perf_counter  # ``--clock cpu``: time.process_time
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -248,10 +253,10 @@ def measure(net: str, cfg_name: str, args) -> dict:
             for _ in range(args.repeats):
                 for fn, acc in ((model, t_d), (analog, t_a)):
                     _sync(device)
-                    t = time.perf_counter()
+                    t = _CLOCK()
                     fn(x)
                     _sync(device)
-                    acc.append(time.perf_counter() - t)
+                    acc.append(_CLOCK() - t)
                 ratios.append(t_a[-1] / t_d[-1])
     finally:
         if busy is not None:
@@ -303,9 +308,9 @@ def slices_cycles(args) -> None:
                 analog(x)
                 for _ in range(args.repeats):
                     for fn, acc in ((conv, t_d), (analog, t_a)):
-                        t = time.perf_counter()
+                        t = _CLOCK()
                         fn(x)
-                        acc.append(time.perf_counter() - t)
+                        acc.append(_CLOCK() - t)
                     ratios.append(t_a[-1] / t_d[-1])
             r = statistics.median(ratios)
             print(
@@ -317,7 +322,7 @@ def slices_cycles(args) -> None:
 
 def _run_case(net: str, cfg_name: str, args) -> dict:
     cmd = [sys.executable, __file__, "--case", f"{net}:{cfg_name}"]
-    for key in ("batch", "repeats", "threads", "device"):
+    for key in ("batch", "repeats", "threads", "device", "clock"):
         cmd += [f"--{key}", str(getattr(args, key))]
     cmd += ["--load"] * args.load + ["--cost"] * args.cost
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -349,6 +354,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall", help="wall or process CPU time"
+    )
     parser.add_argument("--load", action="store_true", help="a second process busy on one core")
     parser.add_argument("--cost", action="store_true", help="also time aimc.estimate_cost")
     parser.add_argument(
@@ -357,6 +365,8 @@ def main() -> None:
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    global _CLOCK
+    _CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.slices_cycles:
         slices_cycles(args)
         return
@@ -366,7 +376,8 @@ def main() -> None:
         return
     print(
         f"torch {torch.__version__}, device {args.device}, threads {args.threads}, batch "
-        f"{args.batch}, normal sampler {aimc.sampling.normal_sampler(args.device)}"
+        f"{args.batch}, {args.clock} clock, normal sampler "
+        f"{aimc.sampling.normal_sampler(args.device)}"
         f"{', one core kept busy by a second process' if args.load else ''}\n"
     )
     cost = " estimate_cost, wall (CPU) s |" if args.cost else ""
