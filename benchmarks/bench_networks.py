@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/bench_networks.py [--nets vgg8,resnet18,resnet50]
         [--configs pcm,rram,rram22] [--batch 8] [--repeats 5] [--threads 2] [--load]
-        [--device cpu|cuda] [--cost]
+        [--device cpu|cuda] [--cost] [--matmuls] [--clock wall|cpu]
     python benchmarks/bench_networks.py --slices-cycles [--repeats 3] [--threads 1 --clock cpu]
 
 Every (network, config) case runs in a fresh process, which:
@@ -19,7 +19,9 @@ Every (network, config) case runs in a fresh process, which:
    process while timing (a sweep's neighbour); ``--clock cpu`` times by the process's CPU
    time instead of wall time (with ``--threads 1``: what a busy machine's other jobs change
    least, as a preempted thread's wait is not counted);
-4. with ``--cost``, times ``aimc.estimate_cost`` of the converted model on the batch.
+4. with ``--matmuls``, times the batched read-out's matmuls (``torch.bmm``) in one more
+   forward and counts their multiply-adds;
+5. with ``--cost``, times ``aimc.estimate_cost`` of the converted model on the batch.
 
 Networks (all built from torch layers): ``vgg8``, the CIFAR-10 VGG-8 (32x32; channels 128-512, a
 1024-wide hidden layer, no batch norm); ``resnet18`` and ``resnet50`` at 224x224 (ImageNet
@@ -267,11 +269,38 @@ def measure(net: str, cfg_name: str, args) -> dict:
         aimc_s=statistics.median(t_a),
         ratio=statistics.median(ratios),
     )
+    if args.matmuls:
+        out.update(_matmul_time(analog, x, device))
     if args.cost:
         t, cpu = time.perf_counter(), time.process_time()
         aimc.estimate_cost(analog, x, technology="rram22" if cfg_name == "rram22" else "isaac")
         out["cost_s"], out["cost_cpu_s"] = time.perf_counter() - t, time.process_time() - cpu
     return out
+
+
+def _matmul_time(analog: nn.Module, x: torch.Tensor, device: str) -> dict:
+    """Time (``--clock``) and multiply-adds of the batched read-out's matmuls (``torch.bmm``
+    into a partial-sum buffer) in one more analog forward."""
+    real, spent, flop = torch.bmm, [0.0], [0]
+
+    def timed(a, b, *, out=None):
+        if out is None:
+            return real(a, b)
+        _sync(device)
+        t = _CLOCK()
+        real(a, b, out=out)
+        _sync(device)
+        spent[0] += _CLOCK() - t
+        flop[0] += 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+        return out
+
+    torch.bmm = timed
+    try:
+        with torch.no_grad():
+            analog(x)
+    finally:
+        torch.bmm = real
+    return {"matmul_s": spent[0], "matmul_gflop": flop[0] / 1e9}
 
 
 def slices_cycles(args) -> None:
@@ -324,7 +353,7 @@ def _run_case(net: str, cfg_name: str, args) -> dict:
     cmd = [sys.executable, __file__, "--case", f"{net}:{cfg_name}"]
     for key in ("batch", "repeats", "threads", "device", "clock"):
         cmd += [f"--{key}", str(getattr(args, key))]
-    cmd += ["--load"] * args.load + ["--cost"] * args.cost
+    cmd += ["--load"] * args.load + ["--cost"] * args.cost + ["--matmuls"] * args.matmuls
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
         sys.stderr.write(res.stderr)
@@ -360,6 +389,9 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help="a second process busy on one core")
     parser.add_argument("--cost", action="store_true", help="also time aimc.estimate_cost")
     parser.add_argument(
+        "--matmuls", action="store_true", help="also time the batched read-out's matmuls"
+    )
+    parser.add_argument(
         "--slices-cycles", action="store_true", help="one conv by weight slices x input cycles"
     )
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
@@ -389,7 +421,15 @@ def main() -> None:
     print("|---" * (11 + args.cost) + "|")
     for net in args.nets.split(","):
         for cfg_name in args.configs.split(","):
-            print(_row(_run_case(net, cfg_name, args)), flush=True)
+            r = _run_case(net, cfg_name, args)
+            print(_row(r), flush=True)
+            if "matmul_s" in r:
+                print(
+                    f"  {r['net']} {r['config']} matmuls: {r['matmul_gflop']:.1f} GFLOP in "
+                    f"{r['matmul_s'] * 1e3:.0f} ms ({r['matmul_gflop'] / r['matmul_s']:.0f} "
+                    f"GFLOP/s), {r['matmul_s'] / r['torch_s']:.1f}x the torch forward",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
