@@ -21,10 +21,14 @@ from aimc.nn.base import AnalogLayerBase
 from aimc.tile.dac import Drive
 from aimc.tile.geometry import TileGeometry
 from aimc.tile.readout import (
+    TABLE_MIN_ROWS,
     Convert,
+    TableRead,
     lsb_operands,
     mvms_per_chunk,
+    plane_base,
     read_tiles,
+    summarizes,
     tile_matrices,
     tile_rows,
     valid_rows,
@@ -185,7 +189,8 @@ class _AnalogConvNd(AnalogLayerBase):
             return None
         xpad, pad2 = self._pad_input(drive.x)
         conv = (self._two(self.stride), pad2, self._two(self.dilation))
-        y = self._unfolded_batched(self._as_2d(xpad), w, convert, lsbs, conv)
+        planes = drive.plane_weights is not None
+        y = self._unfolded_batched(self._as_2d(xpad), w, convert, lsbs, conv, planes)
         return y.squeeze(2) if self._spatial == 1 else y
 
     def _out_size(self, x2: Tensor, conv) -> tuple[int, int]:
@@ -197,27 +202,35 @@ class _AnalogConvNd(AnalogLayerBase):
 
     @torch.no_grad()
     def _unfolded_batched(
-        self, x2: Tensor, w: Tensor, convert: Convert, lsbs: list[float], conv
+        self, x2: Tensor, w: Tensor, convert: Convert, lsbs: list[float], conv, planes: bool
     ) -> Tensor:
         """Tiles that cut through input channels, or partial-row reads, or several passes: the
         input unfolded into tile rows a chunk of MVMs at a time (whole samples, or output rows
         of one sample; the rows of the whole batch never exist at once), each chunk laid out
         per row tile (:func:`~aimc.tile.readout.tile_rows`) and read through
-        :func:`~aimc.tile.readout.read_tiles`."""
+        :func:`~aimc.tile.readout.read_tiles`; bit planes (``planes``) on a CPU through
+        lookup tables (:class:`~aimc.tile.readout.TableRead`) when there are enough of them."""
         g = self.geometry
         stride, pad2, dil = conv
         (kh, kw), pr, r = self._kernel2, self.config.tile.parallel_rows, w.shape[3]
         reads = 1 if pr is None or pr >= r else -(-r // pr)
         ws = AF.split_reads(w, pr) if reads > 1 else w
         rw = self._readout_weights(lsbs, reads)
-        # the smaller of the input (before unfolding) and the tiles divided by the ADC LSB
-        x2, tile_lsbs = lsb_operands(x2, ws, lsbs, rw.xsum is not None)
-        wt = tile_matrices(ws, tile_lsbs)  # [Gr * n_rt * reads, rows per read, S * N]
         cycles = rw.cycle.numel()
         pb, c, h, wd = x2.shape
         b = pb // cycles
         ho, wo = self._out_size(x2, conv)
         length = ho * wo
+        base = None  # bit planes read through lookup tables: their values (2 or 3)
+        if rw.xsum is None and not summarizes(convert) and pb * length >= TABLE_MIN_ROWS:
+            base = plane_base(x2, planes)
+        tile_lsbs = lsbs
+        if base is None:  # the smaller of the input (before unfolding) and the tiles / LSB
+            x2, tile_lsbs = lsb_operands(x2, ws, lsbs, rw.xsum is not None)
+        wt = tile_matrices(ws, tile_lsbs)  # [Gr * n_rt * reads, rows per read, S * N]
+        valid = valid_rows(g.in_rows, r, pr)
+        table = None if base is None else TableRead(wt, rw, g.groups, base, valid)
+        width = wt.shape[1] if table is None else table.width
         if any(pad2):  # padded once: a chunk of output rows then unfolds without padding
             x2 = F.pad(x2, (pad2[1], pad2[1], pad2[0], pad2[0]))
         xs = x2.view(cycles, b, c, x2.shape[2], x2.shape[3])
@@ -225,27 +238,51 @@ class _AnalogConvNd(AnalogLayerBase):
         size = x2.element_size()
         mvms = mvms_per_chunk(
             cycles,
-            cycles * wt.shape[0] * wt.shape[1] * size,
+            cycles * wt.shape[0] * width * size,
             cycles * g.groups * wt.shape[2] * size,
         )
-        if mvms >= length:  # whole samples
-            spans = [(b0, min(b, b0 + mvms // length), 0, ho) for b0 in range(0, b, mvms // length)]
-        else:  # output rows of one sample
-            oyk = max(1, mvms // wo)
-            spans = [
-                (b0, b0 + 1, o0, min(ho, o0 + oyk)) for b0 in range(b) for o0 in range(0, ho, oyk)
-            ]
-        buf, valid = None, valid_rows(g.in_rows, r, pr)
-        for b0, b1, o0, o1 in spans:
+        if table is not None:  # larger chunks unfolded for their indices
+            mvms = max(mvms, table.mvms_per_index(cycles, size))
+        zero = rw.xsum is not None or table is not None
+        buf = None
+        xcodes = None  # unsigned bit planes: indices from the unfolded codes (a cycles-th)
+        if table is not None and table.takes_codes(g.in_rows, cycles) and reads == 1:
+            xcodes = torch.matmul(rw.cycle / rw.cycle[0], xs.reshape(cycles, -1))
+            xcodes = xcodes.view(b, c, x2.shape[2], x2.shape[3])
+
+        def unfold(b0: int, b1: int, o0: int, o1: int) -> Tensor:
             i0 = o0 * stride[0]
             i1 = (o1 - 1) * stride[0] + dil[0] * (kh - 1) + 1
             xc = xs[:, b0:b1, :, i0:i1].reshape(cycles * (b1 - b0), c, i1 - i0, x2.shape[3])
             cols = F.unfold(xc, (kh, kw), dilation=dil, stride=stride)
-            x = tile_rows(cols, g.groups, r, pr, zero=rw.xsum is not None)
-            out = torch.empty(
-                g.groups, (b1 - b0) * (o1 - o0) * wo, g.out_cols, dtype=x2.dtype, device=x2.device
-            )
-            buf = read_tiles(x, wt, convert, rw, g.groups, out, buf, valid)
+            return tile_rows(cols, g.groups, r, pr, zero=zero, width=width)
+
+        def index(b0: int, b1: int, o0: int, o1: int, out: Tensor) -> None:
+            if xcodes is None:
+                ix = table.index(unfold(b0, b1, o0, o1))
+                out.copy_(ix.view(out.shape))
+                return
+            i0 = o0 * stride[0]
+            i1 = (o1 - 1) * stride[0] + dil[0] * (kh - 1) + 1
+            cols = F.unfold(xcodes[b0:b1, :, i0:i1], (kh, kw), dilation=dil, stride=stride)
+            table.index_codes(cols, cycles, out)
+
+        hold = mvms if table is None else table.mvms_per_read(cycles)
+        for b0, b1, o0, o1 in _spans(0, b, 0, ho, wo, hold):
+            mk = (b1 - b0) * (o1 - o0) * wo
+            out = torch.empty(g.groups, mk, g.out_cols, dtype=x2.dtype, device=x2.device)
+            if table is None:
+                buf = read_tiles(unfold(b0, b1, o0, o1), wt, convert, rw, g.groups, out, buf, valid)
+            else:  # the indices of the span, a chunk of MVMs at a time, then one read
+                ix = torch.empty(
+                    wt.shape[0], cycles, mk, table.n_groups, dtype=torch.int64, device=x2.device
+                )
+                m0 = 0
+                for sub in _spans(b0, b1, o0, o1, wo, mvms):
+                    ms = (sub[1] - sub[0]) * (sub[3] - sub[2]) * wo
+                    index(*sub, ix[:, :, m0 : m0 + ms])
+                    m0 += ms
+                table.read(ix.view(wt.shape[0], cycles * mk, table.n_groups), convert, out)
             out = out.view(g.groups, b1 - b0, o1 - o0, wo, g.out_cols).permute(1, 0, 4, 2, 3)
             y[b0:b1, :, :, o0:o1] = out
         return y.view(b, g.groups * g.out_cols, ho, wo)
@@ -357,3 +394,19 @@ class AnalogConv2d(_AnalogConvNd, nn.Conv2d):
 
     _FLOAT_MODULE = nn.Conv2d
     _spatial = 2
+
+
+def _spans(b0: int, b1: int, o0: int, o1: int, wo: int, mvms: int):
+    """``(b0, b1, o0, o1)`` chunks of about ``mvms`` MVMs (output positions) of samples
+    ``b0..b1``, output rows ``o0..o1`` (of ``wo`` positions each), in output order: whole
+    samples when one fits, else output rows of one sample."""
+    length = (o1 - o0) * wo
+    if mvms >= length:
+        step = mvms // length
+        for s0 in range(b0, b1, step):
+            yield s0, min(b1, s0 + step), o0, o1
+        return
+    oyk = max(1, mvms // wo)
+    for s0 in range(b0, b1):
+        for r0 in range(o0, o1, oyk):
+            yield s0, s0 + 1, r0, min(o1, r0 + oyk)

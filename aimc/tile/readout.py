@@ -14,6 +14,10 @@ and one multiply and two slab sums do the rest of the accumulation stage's work:
 weights, the LSB, the weight scales and the sum of the row tiles (weights from
 :meth:`~aimc.tile.accumulate.Accumulate.readout_weights`).
 
+Bit-plane row drives of a conv on a CPU (bit-serial inputs, no offset encoding) skip the GEMM:
+:class:`TableRead` sums precomputed sums of ``g`` rows' weights, one per group of ``g`` rows and
+pattern of their drives (``torch.nn.functional.embedding_bag``), a ``g``-th of the additions.
+
 It computes what the general path (``ADC.read`` → ``ADC`` → ``Accumulate`` →
 ``Accumulate.planes``) computes, for inference forwards that need no gradient and draw no ADC
 output noise. Chunks bound the partial sums alive at once to about :data:`CHUNK_BYTES`. ADC
@@ -28,6 +32,7 @@ from collections.abc import Callable
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from aimc.tile.accumulate import ReadoutWeights
@@ -35,10 +40,13 @@ from aimc.tile.accumulate import ReadoutWeights
 __all__ = [
     "CHUNK_BYTES",
     "Convert",
+    "TableRead",
     "batched_read",
     "mvms_per_chunk",
     "read_rows",
+    "plane_base",
     "read_tiles",
+    "summarizes",
     "tile_matrices",
     "tile_rows",
     "valid_rows",
@@ -100,6 +108,7 @@ def batched_read(adc, run: Callable[[Convert, list[float]], Tensor]) -> Optional
         summaries.append(adc.summarize(p, s_dim))
         return p
 
+    record.summarizes = True  # type: ignore[attr-defined]
     y = run(record, [1.0])
     adc.observe_summaries(summaries)
     if adc.observing:
@@ -108,6 +117,12 @@ def batched_read(adc, run: Callable[[Convert, list[float]], Tensor]) -> Optional
     if lsbs is None:  # nothing was set (an all-zero batch): the general path decides
         return None
     return run(lambda p, s_dim: adc.convert_(p), lsbs)
+
+
+def summarizes(convert: Convert) -> bool:
+    """Whether ``convert`` records per-slice summaries of the partial sums (an ADC calibration
+    pass of :func:`batched_read`): it then needs every slice of a chunk in one call."""
+    return bool(getattr(convert, "summarizes", False))
 
 
 def tile_matrices(w: Tensor, lsbs: list[float]) -> Tensor:
@@ -127,7 +142,12 @@ def tile_matrices(w: Tensor, lsbs: list[float]) -> Tensor:
 
 
 def tile_rows(
-    cols: Tensor, groups: int, rows: int, parallel_rows: Optional[int] = None, zero: bool = True
+    cols: Tensor,
+    groups: int,
+    rows: int,
+    parallel_rows: Optional[int] = None,
+    zero: bool = True,
+    width: Optional[int] = None,
 ) -> Tensor:
     """Inputs ``cols`` ``[P, Gr * K, L]`` (``F.unfold``'s layout: the ``K`` tile-row inputs of
     each group along dim 1, ``P * L`` MVMs) as the row operands of :func:`read_tiles`: ``[Gr *
@@ -135,13 +155,16 @@ def tile_rows(
     ceil(rows / parallel_rows)`` partial-row reads (one read of all rows when
     ``parallel_rows`` is ``None``), empty rows (the last row tile's, a tile's last read's)
     zero (left unset with ``zero=False``, for :func:`read_tiles` told the ``valid`` rows and
-    no offset encoding). One pass over the inputs."""
+    no offset encoding). ``width``: the operands' last dimension when wider than a read (the
+    rows past it zero; :class:`TableRead` pads reads to whole index groups). One pass over the
+    inputs."""
     p, gk, length = cols.shape
     k = gk // groups
     pr = rows if parallel_rows is None else min(parallel_rows, rows)
     n_rt, reads = -(-k // rows), -(-rows // pr)
     src = cols.contiguous()
-    x = torch.empty(groups, n_rt, reads, p, length, pr, dtype=cols.dtype, device=cols.device)
+    wd = pr if width is None else width
+    x = torch.empty(groups, n_rt, reads, p, length, wd, dtype=cols.dtype, device=cols.device)
     sp, sg = src.stride(0), src.stride(1) * k
 
     def put(t0: int, t1: int, rd0: int, rd1: int, valid: int, row0: int) -> None:
@@ -154,7 +177,7 @@ def tile_rows(
             strides = (sp, sg, rows * length, pr * length, length, 1)
             view = src.as_strided(shape, strides, src.storage_offset() + row0 * length)
             dst[..., :valid].copy_(view.permute(1, 2, 3, 0, 5, 4))
-        if valid < pr and zero:
+        if valid < wd and zero:
             dst[..., valid:].zero_()
 
     n_full, rem = divmod(k, rows)
@@ -166,7 +189,7 @@ def tile_rows(
         put(n_full, n_rt, 0, rem_reads, pr, n_full * rows)
         put(n_full, n_rt, rem_reads, rem_reads + 1, rem_last, n_full * rows + rem_reads * pr)
         put(n_full, n_rt, rem_reads + 1, reads, 0, 0)
-    return x.view(groups * n_rt * reads, p * length, pr)
+    return x.view(groups * n_rt * reads, p * length, wd)
 
 
 @torch.no_grad()
@@ -328,3 +351,173 @@ def valid_rows(k: int, rows: int, parallel_rows: Optional[int] = None) -> list[i
         for t in range(n_rt)
         for rd in range(reads)
     ]
+
+
+#: inputs per table index of :class:`TableRead`, by the number of values a bit plane takes
+#: (2: unsigned ``{0, 1}``; 3: signed ``{-1, 0, 1}``): 64 and 81 sums per group of rows
+TABLE_GROUP = {2: 6, 3: 4}
+
+#: columns per table lookup of :class:`TableRead`: one column chunk's table (groups x sums x
+#: columns) stays in a core's L2 cache
+TABLE_COLS = 64
+
+#: matmul rows (input cycles x MVMs) at least for :class:`TableRead` to pay for its tables
+TABLE_MIN_ROWS = 2048
+
+#: matmul rows (input cycles x MVMs) whose indices :class:`TableRead` holds at most at once
+TABLE_ROWS = 32768
+
+
+def plane_base(x: Tensor, planes: bool) -> Optional[int]:
+    """The values a read's row drives ``x`` take when they are bit planes (``planes``) on the
+    CPU: 2 (``{0, 1}``) or 3 (``{-1, 0, 1}``, signed inputs); ``None`` otherwise (multi-bit
+    drives, or a GPU, where the GEMM is the faster read)."""
+    if not planes or not x.is_cpu:
+        return None
+    return 3 if bool((x < 0).any()) else 2
+
+
+class TableRead:
+    """The batched read-out of bit-plane rows through lookup tables (the method of the Four
+    Russians): the rows of each tile are taken ``g`` at a time, and for every pattern the ``g``
+    row drives can take (``2**g`` unsigned bit planes, ``3**g`` signed) the table holds the sum
+    of those rows' weights. A partial sum of a read is then the sum of ``ceil(rows / g)`` table
+    entries instead of a ``rows``-term dot product: ``torch.nn.functional.embedding_bag``
+    over the index of each group's pattern. On a CPU this makes a bit plane's partial sums
+    2-2.5x faster than the GEMM of :func:`read_tiles` (``benchmarks/bench_networks.py``). The
+    sums are the same weights added in another order (float rounding apart, the same partial
+    sums), converted, shift-added and accumulated as :func:`read_tiles` does.
+
+    Args:
+        wt: tiles ``[Gr * n_rt, R, S * N]`` (:func:`tile_matrices`, in LSB units).
+        rw: the accumulation weights (no offset encoding: its input sums need the rows).
+        groups: ``Gr``.
+        base: 2 or 3 (:func:`plane_base`).
+        valid: the rows of each tile that hold inputs (:func:`valid_rows`).
+    """
+
+    def __init__(
+        self, wt: Tensor, rw: ReadoutWeights, groups: int, base: int, valid: list[int]
+    ) -> None:
+        if rw.xsum is not None:
+            raise ValueError("TableRead: offset encoding needs the rows' sums; use read_tiles")
+        self.wt, self.rw, self.groups, self.valid = wt, rw, groups, valid
+        tiles, r, sn = wt.shape
+        self.base = base
+        self.g = TABLE_GROUP[base]
+        self.n = base**self.g
+        self.n_groups = -(-r // self.g)
+        self.width = self.n_groups * self.g
+        dt, dev = wt.dtype, wt.device
+        digits = torch.arange(self.n, device=dev).view(-1, 1) // base ** torch.arange(
+            self.g, device=dev
+        )
+        # each pattern's row drives [n, g] and the index weight of each row of a group
+        self.patterns = (digits % base - int(base == 3)).to(dt)
+        self.powers = (base ** torch.arange(self.g, device=dev)).to(dt)
+        self.shift = float((self.n - 1) // 2 if base == 3 else 0)  # ternary digits from -1
+        self.offsets = torch.arange(self.n_groups, device=dev) * self.n
+
+    def mvms_per_index(self, cycles: int, size: int) -> int:
+        """MVMs whose row operands (:func:`tile_rows`, ``size`` bytes per element) to unfold
+        at once for their indices: within :data:`CHUNK_BYTES`."""
+        return max(1, CHUNK_BYTES // (cycles * self.wt.shape[0] * self.width * size))
+
+    def mvms_per_read(self, cycles: int) -> int:
+        """MVMs that one :meth:`read` takes (its tables made once for all of them): up to
+        :data:`TABLE_ROWS` matmul rows, their indices within :data:`CHUNK_BYTES`."""
+        per_mvm = cycles * self.wt.shape[0] * self.n_groups * 4
+        return max(1, min(TABLE_ROWS // cycles, 2 * CHUNK_BYTES // per_mvm))
+
+    def index(self, x: Tensor) -> Tensor:
+        """Row operands ``x`` ``[tiles, rows, width]`` (:func:`tile_rows` with ``width``,
+        zero past the reads) as table indices ``[tiles, rows, groups of g]``, int32."""
+        tiles, rows, _ = x.shape
+        code = torch.matmul(x.view(tiles, rows, self.n_groups, self.g), self.powers)
+        if self.shift:
+            code.add_(self.shift)
+        return code.to(torch.int64).add_(self.offsets)
+
+    def takes_codes(self, k: int, cycles: int) -> bool:
+        """Whether :meth:`index_codes` applies: unsigned planes, ``k`` inputs per group and
+        the tiles' rows whole groups of ``g`` (a group never spans two tiles), and every
+        cycle's index bits within an int64."""
+        r = self.wt.shape[1]
+        return self.base == 2 and r % self.g == 0 and k % self.g == 0 and cycles * self.g < 63
+
+    def index_codes(self, cols: Tensor, cycles: int, out: Tensor) -> Tensor:
+        """The table indices ``[tiles, cycles, MVMs, groups of g]`` (int64, written to
+        ``out``) of every input cycle from the unfolded input codes ``cols`` ``[P, Gr * K,
+        L]`` (``F.unfold``'s layout, values the integer codes whose bits are the planes; ``P *
+        L`` MVMs; :meth:`takes_codes`): each code's bits spread ``g`` apart (bit ``b`` to bit
+        ``b * g``), so one weighted sum over a group's ``g`` codes holds every cycle's index,
+        ``g`` bits each. A ``cycles``-th of the work of unfolding the planes."""
+        p, gk, length = cols.shape
+        q = gk // self.g  # groups of g rows over all tiles
+        spread = self._spread(cycles, cols.device)
+        word = torch.take(spread, cols.to(torch.int64))  # [P, Gr * K, L]
+        word = word.view(p, q, self.g, length).mul_(self._pow2(cols.device)).sum(2)
+        tiles = self.wt.shape[0]
+        per_group = tiles // self.groups * self.n_groups  # index groups per layer group
+        if q != self.groups * per_group:  # a partly filled last tile: zero codes past it
+            full = word.new_zeros(p, self.groups, per_group, length)
+            full[:, :, : q // self.groups] = word.view(p, self.groups, -1, length)
+            word = full
+        word = word.view(p, tiles, self.n_groups, length).permute(1, 0, 3, 2)
+        shifts = torch.arange(cycles, device=cols.device).mul_(self.g).view(1, cycles, 1, 1, 1)
+        ix = out.view(tiles, cycles, p, length, self.n_groups)
+        torch.bitwise_right_shift(word.unsqueeze(1), shifts, out=ix)
+        return ix.bitwise_and_(self.n - 1).add_(self.offsets)
+
+    def _spread(self, cycles: int, device) -> Tensor:
+        """``spread[c]``: the bits of code ``c`` (``cycles`` of them) ``g`` bits apart."""
+        c = torch.arange(2**cycles, device=device)
+        bits = (c.view(-1, 1) >> torch.arange(cycles, device=device)) & 1
+        return (bits << (torch.arange(cycles, device=device) * self.g)).sum(1)
+
+    def _pow2(self, device) -> Tensor:
+        return (1 << torch.arange(self.g, device=device)).view(1, 1, self.g, 1)
+
+    @torch.no_grad()
+    def read(self, ix: Tensor, convert: Convert, out: Tensor) -> None:
+        """The read of indices ``ix`` ``[tiles, cycles * M, groups of g]`` (:meth:`index`;
+        input cycles outermost), written to ``out`` ``[Gr, M, N]``."""
+        rw, gr = self.rw, self.groups
+        tiles, r, sn = self.wt.shape
+        n_rt = tiles // gr
+        s = rw.slice.numel()
+        n = sn // s
+        cycles = rw.cycle.numel()
+        m = ix.shape[1] // cycles
+        cyc = rw.cycle.view(1, cycles)
+        fac = _factor(rw, gr, n_rt, s, n)  # [Gr, n_rt, 1, S, N]
+        chunks = [
+            (si, c0, min(n, c0 + TABLE_COLS)) for si in range(s) for c0 in range(0, n, TABLE_COLS)
+        ]
+        wpad = torch.zeros(self.width, sn, dtype=self.wt.dtype, device=self.wt.device)
+        first = [True] * gr
+        for t in range(tiles):
+            gi, ti = divmod(t, n_rt)
+            k = self.valid[ti]
+            if k <= 0:
+                continue
+            wpad[:r].copy_(self.wt[t])
+            wg = wpad.view(self.n_groups, self.g, s, n)
+            idx = ix[t]
+            o = out[gi]
+            for si, c0, c1 in chunks:
+                table = torch.matmul(self.patterns, wg[:, :, si, c0:c1])  # [groups, n, cols]
+                p = F.embedding_bag(idx, table.view(-1, c1 - c0), mode="sum")
+                p = convert(p.view(cycles * m, 1, c1 - c0), 1)
+                if cycles > 1:  # the input cycles shift-added
+                    p = torch.matmul(cyc, p.view(cycles, m * (c1 - c0)))
+                p = p.view(m, c1 - c0)
+                f = fac[gi, ti, 0, si, c0:c1]
+                if first[gi] and si == 0:
+                    torch.mul(p, f, out=o[:, c0:c1])
+                else:
+                    o[:, c0:c1].addcmul_(p, f)
+            first[gi] = False
+        for gi in range(gr):
+            if first[gi]:  # no tile of this group holds inputs
+                out[gi].zero_()

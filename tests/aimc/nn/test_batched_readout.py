@@ -12,8 +12,11 @@ from torch import nn
 
 import aimc
 import aimc.nn.base
+import aimc.nn.conv
+import aimc.tile.accumulate
 import aimc.tile.readout
 import device_models
+import device_models.converters
 
 CONFIGS = {
     # 4 slices of 2-bit cells, 8-bit unsigned bit-serial inputs, a 4-bit ADC per slice
@@ -310,3 +313,79 @@ def test_linear_rows_of_whole_row_tiles_are_read_in_place(name, monkeypatch):
             y = layer(x)
         assert len(laid_out) == copies
         _assert_same_readout(y, layer(x.clone().requires_grad_(True)).detach())
+
+
+TABLE_CASES = {
+    # 54-row tiles hold 6 whole channels of 3x3 (rows in whole groups of 6): indices from the
+    # unfolded codes; the last row tile partly empty
+    "codes": (aimc.TileConfig(54, 64), False, dict()),
+    # 64-row tiles: groups would span two tiles, so the indices come from the unfolded planes
+    "planes": (aimc.TileConfig(64, 64), False, dict()),
+    "partial-reads": (aimc.TileConfig(64, 64, parallel_rows=24), False, dict()),
+    # signed inputs: planes in {-1, 0, 1}, 81-entry tables
+    "signed": (aimc.TileConfig(54, 64), True, dict()),
+    "ideal-adc": (aimc.TileConfig(54, 64), False, dict(adc=aimc.ADCConfig(bits=None))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TABLE_CASES))
+def test_table_read_of_bit_planes_equals_the_gemm_read_and_the_general_path(case, monkeypatch):
+    """Bit-plane convs on a CPU read through lookup tables (:class:`TableRead`): the same
+    partial sums as the GEMM read and the general path, to float rounding."""
+    torch.manual_seed(0)
+    tile, signed, changes = TABLE_CASES[case]
+    cfg = {**CONFIGS["bit-serial-sliced"], **changes}
+    cfg["dac"] = aimc.DACConfig(bits=8, signed=signed, bit_serial=True)
+    module = nn.Conv2d(40, 12, 3, padding=1, groups=2)
+    x = torch.randn(5, 40, 9, 7)  # 8 cycles x 315 MVMs: enough rows for the tables
+    x = x if signed else torch.relu(x)
+    layer = aimc.convert_to_analog(module, aimc.AnalogConfig(**cfg, tile=tile)).eval()
+    aimc.calibrate(layer, [x])
+    routes = []
+    real_index, real_codes = (
+        aimc.tile.readout.TableRead.index,
+        aimc.tile.readout.TableRead.index_codes,
+    )
+
+    def index(self, *args):
+        routes.append("planes")
+        return real_index(self, *args)
+
+    def index_codes(self, *args):
+        routes.append("codes")
+        return real_codes(self, *args)
+
+    monkeypatch.setattr(aimc.tile.readout.TableRead, "index", index)
+    monkeypatch.setattr(aimc.tile.readout.TableRead, "index_codes", index_codes)
+    monkeypatch.setattr(aimc.tile.readout, "CHUNK_BYTES", 100_000)  # several spans and chunks
+    with torch.no_grad():
+        y_table = layer(x)
+    assert routes and set(routes) == {"codes" if case in ("codes", "ideal-adc") else "planes"}
+    monkeypatch.setattr(aimc.nn.conv, "TABLE_MIN_ROWS", 1 << 62)  # the GEMM read
+    routes.clear()
+    with torch.no_grad():
+        y_gemm = layer(x)
+    assert not routes
+    _assert_same_readout(y_table, y_gemm)
+    _assert_same_readout(y_table, layer(x.clone().requires_grad_(True)).detach())
+
+
+def test_table_indices_from_codes_equal_those_from_planes():
+    """The indices made from the unfolded codes (each code's bits spread g apart, one weighted
+    sum per group) are exactly those made from the unfolded bit planes."""
+    torch.manual_seed(0)
+    cycles, rows, groups, k = 8, 54, 2, 90  # two row tiles per group, the second partly empty
+    n_rt = -(-k // rows)
+    wt = torch.randn(groups * n_rt, rows, 10)
+    rw = aimc.tile.accumulate.ReadoutWeights(
+        cycle=torch.ones(cycles), slice=torch.ones(1), xsum=None, scale=torch.ones(groups, n_rt, 10)
+    )
+    table = aimc.tile.readout.TableRead(wt, rw, groups, 2, aimc.tile.readout.valid_rows(k, rows))
+    assert table.takes_codes(k, cycles)
+    codes = torch.randint(0, 2**cycles, (3, groups * k, 5)).float()  # [P, Gr * K, L]
+    planes = device_models.converters.bit_planes(codes, cycles).flatten(0, 1)
+    x = aimc.tile.readout.tile_rows(planes, groups, rows, zero=True, width=table.width)
+    from_planes = table.index(x).view(groups * n_rt, cycles, 15, table.n_groups)
+    from_codes = torch.empty_like(from_planes)
+    table.index_codes(codes, cycles, from_codes)
+    assert torch.equal(from_codes, from_planes)
