@@ -224,13 +224,14 @@ class _AnalogConvNd(AnalogLayerBase):
         base = None  # bit planes read through lookup tables: their values (2 or 3)
         if rw.xsum is None and not summarizes(convert) and pb * length >= TABLE_MIN_ROWS:
             base = plane_base(x2, planes)
-        tile_lsbs = lsbs
+        valid = valid_rows(g.in_rows, r, pr)
         if base is None:  # the smaller of the input (before unfolding) and the tiles / LSB
             x2, tile_lsbs = lsb_operands(x2, ws, lsbs, rw.xsum is not None)
-        wt = tile_matrices(ws, tile_lsbs)  # [Gr * n_rt * reads, rows per read, S * N]
-        valid = valid_rows(g.in_rows, r, pr)
-        table = None if base is None else TableRead(wt, rw, g.groups, base, valid)
-        width = wt.shape[1] if table is None else table.width
+            wt = tile_matrices(ws, tile_lsbs)  # [Gr * n_rt * reads, rows per read, S * N]
+            table, width, tiles = None, wt.shape[1], wt.shape[0]
+        else:  # the tables made from the tiles as stored
+            table = TableRead(ws, lsbs, rw, base, valid)
+            width, tiles = table.width, table.tiles
         if any(pad2):  # padded once: a chunk of output rows then unfolds without padding
             x2 = F.pad(x2, (pad2[1], pad2[1], pad2[0], pad2[0]))
         xs = x2.view(cycles, b, c, x2.shape[2], x2.shape[3])
@@ -238,8 +239,8 @@ class _AnalogConvNd(AnalogLayerBase):
         size = x2.element_size()
         mvms = mvms_per_chunk(
             cycles,
-            cycles * wt.shape[0] * width * size,
-            cycles * g.groups * wt.shape[2] * size,
+            cycles * tiles * width * size,
+            cycles * g.groups * ws.shape[0] * g.out_cols * size,
         )
         if table is not None:  # larger chunks unfolded for their indices
             mvms = max(mvms, table.mvms_per_index(cycles, size))
@@ -275,14 +276,14 @@ class _AnalogConvNd(AnalogLayerBase):
                 buf = read_tiles(unfold(b0, b1, o0, o1), wt, convert, rw, g.groups, out, buf, valid)
             else:  # the indices of the span, a chunk of MVMs at a time, then one read
                 ix = torch.empty(
-                    wt.shape[0], cycles, mk, table.n_groups, dtype=torch.int64, device=x2.device
+                    tiles, cycles, mk, table.n_groups, dtype=torch.int64, device=x2.device
                 )
                 m0 = 0
                 for sub in _spans(b0, b1, o0, o1, wo, mvms):
                     ms = (sub[1] - sub[0]) * (sub[3] - sub[2]) * wo
                     index(*sub, ix[:, :, m0 : m0 + ms])
                     m0 += ms
-                table.read(ix.view(wt.shape[0], cycles * mk, table.n_groups), convert, out)
+                table.read(ix.view(tiles, cycles * mk, table.n_groups), convert, out)
             out = out.view(g.groups, b1 - b0, o1 - o0, wo, g.out_cols).permute(1, 0, 4, 2, 3)
             y[b0:b1, :, :, o0:o1] = out
         return y.view(b, g.groups * g.out_cols, ho, wo)

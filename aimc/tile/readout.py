@@ -28,6 +28,7 @@ the partial sums of a whole batch.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Optional
 
@@ -389,49 +390,53 @@ class TableRead:
     sums), converted, shift-added and accumulated as :func:`read_tiles` does.
 
     Args:
-        wt: tiles ``[Gr * n_rt, R, S * N]`` (:func:`tile_matrices`, in LSB units).
+        w: tiles ``[S, Gr, n_rt, R, N]`` as stored (partial-row reads split into tiles of
+            their own); each table is made from them divided by the ADC LSB of its slice.
+        lsbs: the ADC LSB of each slice (one number: the same for all).
         rw: the accumulation weights (no offset encoding: its input sums need the rows).
-        groups: ``Gr``.
         base: 2 or 3 (:func:`plane_base`).
         valid: the rows of each tile that hold inputs (:func:`valid_rows`).
     """
 
     def __init__(
-        self, wt: Tensor, rw: ReadoutWeights, groups: int, base: int, valid: list[int]
+        self, w: Tensor, lsbs: list[float], rw: ReadoutWeights, base: int, valid: list[int]
     ) -> None:
         if rw.xsum is not None:
             raise ValueError("TableRead: offset encoding needs the rows' sums; use read_tiles")
-        self.wt, self.rw, self.groups, self.valid = wt, rw, groups, valid
-        tiles, r, sn = wt.shape
+        self.w, self.rw, self.valid = w, rw, valid
+        s, self.groups, self.n_rt, r, _ = w.shape
+        self.tiles = self.groups * self.n_rt
         self.base = base
         self.g = TABLE_GROUP[base]
         self.n = base**self.g
         self.n_groups = -(-r // self.g)
         self.width = self.n_groups * self.g
-        dt, dev = wt.dtype, wt.device
+        dt, dev = w.dtype, w.device
         digits = torch.arange(self.n, device=dev).view(-1, 1) // base ** torch.arange(
             self.g, device=dev
         )
-        # each pattern's row drives [n, g] and the index weight of each row of a group
-        self.patterns = (digits % base - int(base == 3)).to(dt)
-        self.powers = (base ** torch.arange(self.g, device=dev)).to(dt)
+        # each pattern's row drives [n, g], divided by each slice's LSB: [S, n, g]
+        patterns = (digits % base - int(base == 3)).to(dt)
+        lsb = torch.tensor(lsbs if len(lsbs) == s else lsbs * s, dtype=dt).to(dev)
+        self.patterns = patterns / lsb.view(s, 1, 1)
+        self.powers = (base ** torch.arange(self.g, device=dev)).to(dt)  # a group's index
         self.shift = float((self.n - 1) // 2 if base == 3 else 0)  # ternary digits from -1
         self.offsets = torch.arange(self.n_groups, device=dev) * self.n
 
     def mvms_per_index(self, cycles: int, size: int) -> int:
         """MVMs whose row operands (:func:`tile_rows`, ``size`` bytes per element) to unfold
         at once for their indices: within :data:`CHUNK_BYTES`."""
-        return max(1, CHUNK_BYTES // (cycles * self.wt.shape[0] * self.width * size))
+        return max(1, CHUNK_BYTES // (cycles * self.tiles * self.width * size))
 
     def mvms_per_read(self, cycles: int) -> int:
         """MVMs that one :meth:`read` takes (its tables made once for all of them): up to
         :data:`TABLE_ROWS` matmul rows, their indices within :data:`CHUNK_BYTES`."""
-        per_mvm = cycles * self.wt.shape[0] * self.n_groups * 4
+        per_mvm = cycles * self.tiles * self.n_groups * 8
         return max(1, min(TABLE_ROWS // cycles, 2 * CHUNK_BYTES // per_mvm))
 
     def index(self, x: Tensor) -> Tensor:
         """Row operands ``x`` ``[tiles, rows, width]`` (:func:`tile_rows` with ``width``,
-        zero past the reads) as table indices ``[tiles, rows, groups of g]``, int32."""
+        zero past the reads) as table indices ``[tiles, rows, groups of g]``, int64."""
         tiles, rows, _ = x.shape
         code = torch.matmul(x.view(tiles, rows, self.n_groups, self.g), self.powers)
         if self.shift:
@@ -440,40 +445,42 @@ class TableRead:
 
     def takes_codes(self, k: int, cycles: int) -> bool:
         """Whether :meth:`index_codes` applies: unsigned planes, ``k`` inputs per group and
-        the tiles' rows whole groups of ``g`` (a group never spans two tiles), and every
-        cycle's index bits within an int64."""
-        r = self.wt.shape[1]
-        return self.base == 2 and r % self.g == 0 and k % self.g == 0 and cycles * self.g < 63
+        the tiles' rows whole groups of ``g`` (a group never spans two tiles), and at most 8
+        input cycles (a byte of an int64 each)."""
+        r = self.w.shape[3]
+        return (
+            self.base == 2
+            and r % self.g == 0
+            and k % self.g == 0
+            and cycles <= 8
+            and sys.byteorder == "little"
+        )
 
     def index_codes(self, cols: Tensor, cycles: int, out: Tensor) -> Tensor:
         """The table indices ``[tiles, cycles, MVMs, groups of g]`` (int64, written to
         ``out``) of every input cycle from the unfolded input codes ``cols`` ``[P, Gr * K,
         L]`` (``F.unfold``'s layout, values the integer codes whose bits are the planes; ``P *
-        L`` MVMs; :meth:`takes_codes`): each code's bits spread ``g`` apart (bit ``b`` to bit
-        ``b * g``), so one weighted sum over a group's ``g`` codes holds every cycle's index,
-        ``g`` bits each. A ``cycles``-th of the work of unfolding the planes."""
+        L`` MVMs; :meth:`takes_codes`): bit ``b`` of each code goes to byte ``b`` of an int64,
+        so one weighted sum over a group's ``g`` codes holds every cycle's index, one byte
+        each. A ``cycles``-th of the work of unfolding the planes."""
         p, gk, length = cols.shape
         q = gk // self.g  # groups of g rows over all tiles
-        spread = self._spread(cycles, cols.device)
-        word = torch.take(spread, cols.to(torch.int64))  # [P, Gr * K, L]
+        word = torch.take(self._spread(cycles, cols.device), cols.to(torch.int64))
         word = word.view(p, q, self.g, length).mul_(self._pow2(cols.device)).sum(2)
-        tiles = self.wt.shape[0]
-        per_group = tiles // self.groups * self.n_groups  # index groups per layer group
+        per_group = self.n_rt * self.n_groups  # index groups per layer group
         if q != self.groups * per_group:  # a partly filled last tile: zero codes past it
             full = word.new_zeros(p, self.groups, per_group, length)
             full[:, :, : q // self.groups] = word.view(p, self.groups, -1, length)
             word = full
-        word = word.view(p, tiles, self.n_groups, length).permute(1, 0, 3, 2)
-        shifts = torch.arange(cycles, device=cols.device).mul_(self.g).view(1, cycles, 1, 1, 1)
-        ix = out.view(tiles, cycles, p, length, self.n_groups)
-        torch.bitwise_right_shift(word.unsqueeze(1), shifts, out=ix)
-        return ix.bitwise_and_(self.n - 1).add_(self.offsets)
+        byte = word.view(torch.uint8).view(p, self.tiles, self.n_groups, length, 8)
+        ix = out.view(self.tiles, cycles, p, length, self.n_groups)
+        return torch.add(byte[..., :cycles].permute(1, 4, 0, 3, 2), self.offsets, out=ix)
 
     def _spread(self, cycles: int, device) -> Tensor:
-        """``spread[c]``: the bits of code ``c`` (``cycles`` of them) ``g`` bits apart."""
+        """``spread[c]``: bit ``b`` of code ``c`` (``cycles`` of them) at bit ``8 b``."""
         c = torch.arange(2**cycles, device=device)
         bits = (c.view(-1, 1) >> torch.arange(cycles, device=device)) & 1
-        return (bits << (torch.arange(cycles, device=device) * self.g)).sum(1)
+        return (bits << (torch.arange(cycles, device=device) * 8)).sum(1)
 
     def _pow2(self, device) -> Tensor:
         return (1 << torch.arange(self.g, device=device)).view(1, 1, self.g, 1)
@@ -482,41 +489,42 @@ class TableRead:
     def read(self, ix: Tensor, convert: Convert, out: Tensor) -> None:
         """The read of indices ``ix`` ``[tiles, cycles * M, groups of g]`` (:meth:`index`;
         input cycles outermost), written to ``out`` ``[Gr, M, N]``."""
-        rw, gr = self.rw, self.groups
-        tiles, r, sn = self.wt.shape
-        n_rt = tiles // gr
-        s = rw.slice.numel()
-        n = sn // s
+        rw, w = self.rw, self.w
+        s, gr, n_rt, r, n = w.shape
         cycles = rw.cycle.numel()
         m = ix.shape[1] // cycles
         cyc = rw.cycle.view(1, cycles)
         fac = _factor(rw, gr, n_rt, s, n)  # [Gr, n_rt, 1, S, N]
-        chunks = [
-            (si, c0, min(n, c0 + TABLE_COLS)) for si in range(s) for c0 in range(0, n, TABLE_COLS)
-        ]
-        wpad = torch.zeros(self.width, sn, dtype=self.wt.dtype, device=self.wt.device)
+        cols = [(c0, min(n, c0 + TABLE_COLS)) for c0 in range(0, n, TABLE_COLS)]
+        wpad = None
+        if self.width != r:  # a tile's rows padded to whole groups (zero rows)
+            wpad = torch.zeros(s, self.width, n, dtype=w.dtype, device=w.device)
         first = [True] * gr
-        for t in range(tiles):
+        for t in range(self.tiles):
             gi, ti = divmod(t, n_rt)
-            k = self.valid[ti]
-            if k <= 0:
+            if self.valid[ti] <= 0:
                 continue
-            wpad[:r].copy_(self.wt[t])
-            wg = wpad.view(self.n_groups, self.g, s, n)
+            wt = w[:, gi, ti]  # [S, R, N]
+            if wpad is not None:
+                wpad[:, :r].copy_(wt)
+                wt = wpad
+            wg = wt.view(s, self.n_groups, self.g, n)
             idx = ix[t]
             o = out[gi]
-            for si, c0, c1 in chunks:
-                table = torch.matmul(self.patterns, wg[:, :, si, c0:c1])  # [groups, n, cols]
-                p = F.embedding_bag(idx, table.view(-1, c1 - c0), mode="sum")
-                p = convert(p.view(cycles * m, 1, c1 - c0), 1)
-                if cycles > 1:  # the input cycles shift-added
-                    p = torch.matmul(cyc, p.view(cycles, m * (c1 - c0)))
-                p = p.view(m, c1 - c0)
-                f = fac[gi, ti, 0, si, c0:c1]
-                if first[gi] and si == 0:
-                    torch.mul(p, f, out=o[:, c0:c1])
-                else:
-                    o[:, c0:c1].addcmul_(p, f)
+            for si in range(s):
+                for c0, c1 in cols:
+                    # [groups, patterns, cols]: each group's sum for every pattern, in LSBs
+                    table = torch.matmul(self.patterns[si], wg[si, :, :, c0:c1])
+                    p = F.embedding_bag(idx, table.view(-1, c1 - c0), mode="sum")
+                    p = convert(p.view(cycles * m, 1, c1 - c0), 1)
+                    if cycles > 1:  # the input cycles shift-added
+                        p = torch.matmul(cyc, p.view(cycles, m * (c1 - c0)))
+                    p = p.view(m, c1 - c0)
+                    f = fac[gi, ti, 0, si, c0:c1]
+                    if first[gi] and si == 0:
+                        torch.mul(p, f, out=o[:, c0:c1])
+                    else:
+                        o[:, c0:c1].addcmul_(p, f)
             first[gi] = False
         for gi in range(gr):
             if first[gi]:  # no tile of this group holds inputs

@@ -376,11 +376,11 @@ def test_table_indices_from_codes_equal_those_from_planes():
     torch.manual_seed(0)
     cycles, rows, groups, k = 8, 54, 2, 90  # two row tiles per group, the second partly empty
     n_rt = -(-k // rows)
-    wt = torch.randn(groups * n_rt, rows, 10)
+    w = torch.randn(1, groups, n_rt, rows, 10)
     rw = aimc.tile.accumulate.ReadoutWeights(
         cycle=torch.ones(cycles), slice=torch.ones(1), xsum=None, scale=torch.ones(groups, n_rt, 10)
     )
-    table = aimc.tile.readout.TableRead(wt, rw, groups, 2, aimc.tile.readout.valid_rows(k, rows))
+    table = aimc.tile.readout.TableRead(w, [1.0], rw, 2, aimc.tile.readout.valid_rows(k, rows))
     assert table.takes_codes(k, cycles)
     codes = torch.randint(0, 2**cycles, (3, groups * k, 5)).float()  # [P, Gr * K, L]
     planes = device_models.converters.bit_planes(codes, cycles).flatten(0, 1)
