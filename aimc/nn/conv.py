@@ -222,7 +222,7 @@ class _AnalogConvNd(AnalogLayerBase):
         ho, wo = self._out_size(x2, conv)
         length = ho * wo
         base = None  # bit planes read through lookup tables: their values (2 or 3)
-        if rw.xsum is None and not summarizes(convert) and pb * length >= TABLE_MIN_ROWS:
+        if not summarizes(convert) and pb * length >= TABLE_MIN_ROWS:
             base = plane_base(x2, planes)
         valid = valid_rows(g.in_rows, r, pr)
         if base is None:  # the smaller of the input (before unfolding) and the tiles / LSB
@@ -247,7 +247,7 @@ class _AnalogConvNd(AnalogLayerBase):
         zero = rw.xsum is not None or table is not None
         buf = None
         xcodes = None  # unsigned bit planes: indices from the unfolded codes (a cycles-th)
-        if table is not None and table.takes_codes(g.in_rows, cycles) and reads == 1:
+        if table is not None and table.takes_codes(r, cycles):
             xcodes = torch.matmul(rw.cycle / rw.cycle[0], xs.reshape(cycles, -1))
             xcodes = xcodes.view(b, c, x2.shape[2], x2.shape[3])
 

@@ -355,8 +355,9 @@ def valid_rows(k: int, rows: int, parallel_rows: Optional[int] = None) -> list[i
 
 
 #: inputs per table index of :class:`TableRead`, by the number of values a bit plane takes
-#: (2: unsigned ``{0, 1}``; 3: signed ``{-1, 0, 1}``): 64 and 81 sums per group of rows
-TABLE_GROUP = {2: 6, 3: 4}
+#: (2: unsigned ``{0, 1}``; 3: signed ``{-1, 0, 1}``): the first that divides the rows of a
+#: read (no group then spans two reads), else the first (rows padded with zero rows)
+TABLE_GROUP = {2: (6, 8, 7, 5, 4), 3: (4, 3)}
 
 #: columns per table lookup of :class:`TableRead`: one column chunk's table (groups x sums x
 #: columns) stays in a core's L2 cache
@@ -393,7 +394,8 @@ class TableRead:
         w: tiles ``[S, Gr, n_rt, R, N]`` as stored (partial-row reads split into tiles of
             their own); each table is made from them divided by the ADC LSB of its slice.
         lsbs: the ADC LSB of each slice (one number: the same for all).
-        rw: the accumulation weights (no offset encoding: its input sums need the rows).
+        rw: the accumulation weights (with offset encoding, the input sum of each read is
+            looked up too, from each group's pattern sum).
         base: 2 or 3 (:func:`plane_base`).
         valid: the rows of each tile that hold inputs (:func:`valid_rows`).
     """
@@ -401,13 +403,11 @@ class TableRead:
     def __init__(
         self, w: Tensor, lsbs: list[float], rw: ReadoutWeights, base: int, valid: list[int]
     ) -> None:
-        if rw.xsum is not None:
-            raise ValueError("TableRead: offset encoding needs the rows' sums; use read_tiles")
         self.w, self.rw, self.valid = w, rw, valid
         s, self.groups, self.n_rt, r, _ = w.shape
         self.tiles = self.groups * self.n_rt
         self.base = base
-        self.g = TABLE_GROUP[base]
+        self.g = next((g for g in TABLE_GROUP[base] if r % g == 0), TABLE_GROUP[base][0])
         self.n = base**self.g
         self.n_groups = -(-r // self.g)
         self.width = self.n_groups * self.g
@@ -419,6 +419,8 @@ class TableRead:
         patterns = (digits % base - int(base == 3)).to(dt)
         lsb = torch.tensor(lsbs if len(lsbs) == s else lsbs * s, dtype=dt).to(dev)
         self.patterns = patterns / lsb.view(s, 1, 1)
+        # the offset encoding's input sum of a read: each group's pattern sum, looked up too
+        self.pattern_sums = patterns.sum(1).repeat(self.n_groups).view(-1, 1)
         self.powers = (base ** torch.arange(self.g, device=dev)).to(dt)  # a group's index
         self.shift = float((self.n - 1) // 2 if base == 3 else 0)  # ternary digits from -1
         self.offsets = torch.arange(self.n_groups, device=dev) * self.n
@@ -443,15 +445,16 @@ class TableRead:
             code.add_(self.shift)
         return code.to(torch.int64).add_(self.offsets)
 
-    def takes_codes(self, k: int, cycles: int) -> bool:
-        """Whether :meth:`index_codes` applies: unsigned planes, ``k`` inputs per group and
-        the tiles' rows whole groups of ``g`` (a group never spans two tiles), and at most 8
-        input cycles (a byte of an int64 each)."""
+    def takes_codes(self, tile_rows: int, cycles: int) -> bool:
+        """Whether :meth:`index_codes` applies: unsigned planes; tiles of ``tile_rows`` rows
+        made of whole reads, each of whole groups of ``g`` rows (so the inputs, taken ``g`` at
+        a time, fall into groups in order); at most 8 input cycles (a byte of an int64 each).
+        """
         r = self.w.shape[3]
         return (
             self.base == 2
             and r % self.g == 0
-            and k % self.g == 0
+            and tile_rows % r == 0
             and cycles <= 8
             and sys.byteorder == "little"
         )
@@ -464,6 +467,12 @@ class TableRead:
         so one weighted sum over a group's ``g`` codes holds every cycle's index, one byte
         each. A ``cycles``-th of the work of unfolding the planes."""
         p, gk, length = cols.shape
+        k = gk // self.groups
+        if k % self.g:  # whole groups: zero codes past the last input
+            kp = -(-k // self.g) * self.g
+            padded = cols.new_zeros(p, self.groups, kp, length)
+            padded[:, :, :k] = cols.view(p, self.groups, k, length)
+            cols, gk = padded.view(p, self.groups * kp, length), self.groups * kp
         q = gk // self.g  # groups of g rows over all tiles
         word = torch.take(self._spread(cycles, cols.device), cols.to(torch.int64))
         word = word.view(p, q, self.g, length).mul_(self._pow2(cols.device)).sum(2)
@@ -499,24 +508,32 @@ class TableRead:
         wpad = None
         if self.width != r:  # a tile's rows padded to whole groups (zero rows)
             wpad = torch.zeros(s, self.width, n, dtype=w.dtype, device=w.device)
-        first = [True] * gr
+        rows = cycles * m
+        bags = torch.arange(0, rows * self.n_groups, self.n_groups, device=ix.device)
+        first = [rw.xsum is None] * gr
+        if rw.xsum is not None:
+            out.zero_()
         for t in range(self.tiles):
             gi, ti = divmod(t, n_rt)
             if self.valid[ti] <= 0:
                 continue
+            if rw.xsum is not None:  # the offset: each read's input sum, weighted and scaled
+                xs = F.embedding_bag(ix[t].reshape(-1), self.pattern_sums, bags, mode="sum")
+                xs = torch.matmul(rw.xsum, xs.view(cycles, m))
+                out[gi].addr_(xs, rw.scale[gi, ti])
             wt = w[:, gi, ti]  # [S, R, N]
             if wpad is not None:
                 wpad[:, :r].copy_(wt)
                 wt = wpad
             wg = wt.view(s, self.n_groups, self.g, n)
-            idx = ix[t]
+            idx = ix[t].reshape(-1)
             o = out[gi]
             for si in range(s):
                 for c0, c1 in cols:
                     # [groups, patterns, cols]: each group's sum for every pattern, in LSBs
                     table = torch.matmul(self.patterns[si], wg[si, :, :, c0:c1])
-                    p = F.embedding_bag(idx, table.view(-1, c1 - c0), mode="sum")
-                    p = convert(p.view(cycles * m, 1, c1 - c0), 1)
+                    p = F.embedding_bag(idx, table.view(-1, c1 - c0), bags, mode="sum")
+                    p = convert(p.view(rows, 1, c1 - c0), 1)
                     if cycles > 1:  # the input cycles shift-added
                         p = torch.matmul(cyc, p.view(cycles, m * (c1 - c0)))
                     p = p.view(m, c1 - c0)

@@ -319,12 +319,33 @@ TABLE_CASES = {
     # 54-row tiles hold 6 whole channels of 3x3 (rows in whole groups of 6): indices from the
     # unfolded codes; the last row tile partly empty
     "codes": (aimc.TileConfig(54, 64), False, dict()),
-    # 64-row tiles: groups would span two tiles, so the indices come from the unfolded planes
-    "planes": (aimc.TileConfig(64, 64), False, dict()),
+    # 63-row tiles (7 channels of 3x3): groups of 7
+    "codes-7": (aimc.TileConfig(64, 64), False, dict()),
+    # 27-row tiles (3 channels): no group size divides them, so groups would span two tiles;
+    # the indices come from the unfolded planes, each tile padded to whole groups
+    "planes": (aimc.TileConfig(27, 64), False, dict()),
     "partial-reads": (aimc.TileConfig(64, 64, parallel_rows=24), False, dict()),
+    # reads of 18 rows (groups of 6), each 54-row tile three whole reads: indices from the
+    # codes
+    "codes-reads": (aimc.TileConfig(54, 64, parallel_rows=18), False, dict()),
+    # reads of 16 rows: groups of 8; a 63-row tile (7 channels of 3x3) is not whole reads
+    "planes-reads": (aimc.TileConfig(64, 64, parallel_rows=16), False, dict()),
+    # 5 channels of 3x3 per group: 45 inputs, not whole groups of 6 (zero codes past them)
+    "codes-ragged": (aimc.TileConfig(54, 64), False, dict(channels=10)),
     # signed inputs: planes in {-1, 0, 1}, 81-entry tables
     "signed": (aimc.TileConfig(54, 64), True, dict()),
     "ideal-adc": (aimc.TileConfig(54, 64), False, dict(adc=aimc.ADCConfig(bits=None))),
+    # offset encoding: each read's input sum looked up from the pattern sums
+    "offset": (
+        aimc.TileConfig(54, 64),
+        False,
+        dict(mapping=CONFIGS["offset-sliced-max-range"]["mapping"]),
+    ),
+    "offset-signed-reads": (
+        aimc.TileConfig(54, 64, parallel_rows=18),
+        True,
+        dict(mapping=CONFIGS["offset-sliced-max-range"]["mapping"]),
+    ),
 }
 
 
@@ -334,10 +355,12 @@ def test_table_read_of_bit_planes_equals_the_gemm_read_and_the_general_path(case
     partial sums as the GEMM read and the general path, to float rounding."""
     torch.manual_seed(0)
     tile, signed, changes = TABLE_CASES[case]
+    changes = dict(changes)
+    channels = changes.pop("channels", 40)
     cfg = {**CONFIGS["bit-serial-sliced"], **changes}
     cfg["dac"] = aimc.DACConfig(bits=8, signed=signed, bit_serial=True)
-    module = nn.Conv2d(40, 12, 3, padding=1, groups=2)
-    x = torch.randn(5, 40, 9, 7)  # 8 cycles x 315 MVMs: enough rows for the tables
+    module = nn.Conv2d(channels, 12, 3, padding=1, groups=2)
+    x = torch.randn(5, channels, 9, 7)  # 8 cycles x 315 MVMs: enough rows for the tables
     x = x if signed else torch.relu(x)
     layer = aimc.convert_to_analog(module, aimc.AnalogConfig(**cfg, tile=tile)).eval()
     aimc.calibrate(layer, [x])
@@ -360,7 +383,8 @@ def test_table_read_of_bit_planes_equals_the_gemm_read_and_the_general_path(case
     monkeypatch.setattr(aimc.tile.readout, "CHUNK_BYTES", 100_000)  # several spans and chunks
     with torch.no_grad():
         y_table = layer(x)
-    assert routes and set(routes) == {"codes" if case in ("codes", "ideal-adc") else "planes"}
+    planes = case in ("planes", "partial-reads", "planes-reads", "signed", "offset-signed-reads")
+    assert routes and set(routes) == {"planes" if planes else "codes"}
     monkeypatch.setattr(aimc.nn.conv, "TABLE_MIN_ROWS", 1 << 62)  # the GEMM read
     routes.clear()
     with torch.no_grad():
@@ -381,7 +405,7 @@ def test_table_indices_from_codes_equal_those_from_planes():
         cycle=torch.ones(cycles), slice=torch.ones(1), xsum=None, scale=torch.ones(groups, n_rt, 10)
     )
     table = aimc.tile.readout.TableRead(w, [1.0], rw, 2, aimc.tile.readout.valid_rows(k, rows))
-    assert table.takes_codes(k, cycles)
+    assert table.takes_codes(rows, cycles)
     codes = torch.randint(0, 2**cycles, (3, groups * k, 5)).float()  # [P, Gr * K, L]
     planes = device_models.converters.bit_planes(codes, cycles).flatten(0, 1)
     x = aimc.tile.readout.tile_rows(planes, groups, rows, zero=True, width=table.width)
