@@ -14,7 +14,16 @@ from aimc.config import AnalogConfig
 from aimc.nn.base import AnalogLayerBase
 from aimc.tile.dac import Drive
 from aimc.tile.geometry import TileGeometry
-from aimc.tile.readout import Convert, lsb_operands, read_rows
+from aimc.tile.readout import (
+    TABLE_MIN_ROWS,
+    Convert,
+    TableRead,
+    lsb_operands,
+    plane_base,
+    read_rows,
+    summarizes,
+    tile_rows,
+)
 
 __all__ = ["AnalogLinear", "StepReader"]
 
@@ -112,8 +121,45 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         scale = self.crossbar.weight_scale
         ws, _, rows = self.crossbar.split_reads(w, scale, rows)
         rw = self._readout_weights(lsbs, ws.shape[2] // w.shape[2])
+        base = None
+        if not summarizes(convert) and rows.shape[0] >= TABLE_MIN_ROWS:
+            base = plane_base(rows, drive.plane_weights is not None)
+        if base is not None:
+            return self._table_read(rows, ws, convert, rw, lsbs, base)
         rows, tile_lsbs = lsb_operands(rows, ws, lsbs, rw.xsum is not None)
         return read_rows(rows, ws, convert, rw, lsbs=tile_lsbs)[0]
+
+    @torch.no_grad()
+    def _table_read(self, rows: Tensor, ws: Tensor, convert, rw, lsbs, base: int) -> Tensor:
+        """Bit-plane rows ``[cycles * M, 1, K]`` (each tile's rows padded to whole reads) on
+        tiles ``ws`` ``[S, 1, reads, rows per read, N]`` through lookup tables
+        (:class:`~aimc.tile.readout.TableRead`), a chunk of MVMs at a time: ``[M, N]``."""
+        r = ws.shape[3]
+        cycles = rw.cycle.numel()
+        k = rows.shape[-1]
+        table = TableRead(ws, lsbs, rw, base, [r] * ws.shape[2])
+        m = rows.shape[0] // cycles
+        planes = rows.view(cycles, m, k)
+        codes = None
+        if table.takes_codes(r, cycles):  # indices from the codes: a cycles-th of the planes
+            codes = torch.matmul(rw.cycle / rw.cycle[0], planes.reshape(cycles, -1)).view(m, k)
+        y = torch.empty(1, m, ws.shape[4], dtype=rows.dtype, device=rows.device)
+        step = table.mvms_per_read(cycles)
+        for m0 in range(0, m, step):
+            mk = min(m, m0 + step) - m0
+            ix = torch.empty(
+                table.tiles, cycles, mk, table.n_groups, dtype=torch.int64, device=rows.device
+            )
+            if codes is not None:
+                table.index_codes(codes[m0 : m0 + mk].unsqueeze(-1), cycles, ix)
+            else:
+                chunk = planes[:, m0 : m0 + mk].reshape(cycles * mk, k, 1)
+                x = tile_rows(chunk, 1, r, zero=True, width=table.width)
+                ix.copy_(table.index(x).view(ix.shape))
+            table.read(
+                ix.view(table.tiles, cycles * mk, table.n_groups), convert, y[:, m0 : m0 + mk]
+            )
+        return y[0]
 
     def _place_columns(self, comp: Tensor, y: Tensor) -> Tensor:
         return comp.reshape(-1)

@@ -13,6 +13,7 @@ from torch import nn
 import aimc
 import aimc.nn.base
 import aimc.nn.conv
+import aimc.nn.linear
 import aimc.tile.accumulate
 import aimc.tile.readout
 import device_models
@@ -413,3 +414,59 @@ def test_table_indices_from_codes_equal_those_from_planes():
     from_codes = torch.empty_like(from_planes)
     table.index_codes(codes, cycles, from_codes)
     assert torch.equal(from_codes, from_planes)
+
+
+LINEAR_TABLE_CASES = {
+    "codes": (aimc.TileConfig(64, 64), False, "codes", dict()),
+    "partial-reads": (aimc.TileConfig(64, 64, parallel_rows=24), False, "codes", dict()),
+    "planes": (aimc.TileConfig(27, 64), False, "planes", dict()),
+    "signed": (aimc.TileConfig(64, 64), True, "planes", dict()),
+    "offset": (
+        aimc.TileConfig(64, 64),
+        False,
+        "codes",
+        dict(mapping=CONFIGS["offset-sliced-max-range"]["mapping"]),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINEAR_TABLE_CASES))
+def test_linear_table_read_equals_the_gemm_read_and_the_general_path(case, monkeypatch):
+    """Bit-plane Linear reads of many rows (tokens, a large batch) go through the lookup tables
+    too, a chunk of MVMs at a time, and read what the GEMM read and the general path read."""
+    torch.manual_seed(0)
+    tile, signed, route, changes = LINEAR_TABLE_CASES[case]
+    cfg = {**CONFIGS["bit-serial-sliced"], **changes}
+    cfg["dac"] = aimc.DACConfig(bits=8, signed=signed, bit_serial=True)
+    module = nn.Linear(150, 70)
+    x = torch.randn(300, 150)  # 8 cycles x 300 MVMs
+    x = x if signed else torch.relu(x)
+    layer = aimc.convert_to_analog(module, aimc.AnalogConfig(**cfg, tile=tile)).eval()
+    aimc.calibrate(layer, [x])
+    routes = []
+    real_index, real_codes = (
+        aimc.tile.readout.TableRead.index,
+        aimc.tile.readout.TableRead.index_codes,
+    )
+
+    def index(self, *args):
+        routes.append("planes")
+        return real_index(self, *args)
+
+    def index_codes(self, *args):
+        routes.append("codes")
+        return real_codes(self, *args)
+
+    monkeypatch.setattr(aimc.tile.readout.TableRead, "index", index)
+    monkeypatch.setattr(aimc.tile.readout.TableRead, "index_codes", index_codes)
+    monkeypatch.setattr(aimc.tile.readout, "TABLE_ROWS", 1000)  # several chunks of MVMs
+    with torch.no_grad():
+        y_table = layer(x)
+    assert len(routes) > 1 and set(routes) == {route}
+    monkeypatch.setattr(aimc.nn.linear, "TABLE_MIN_ROWS", 1 << 62)  # the GEMM read
+    routes.clear()
+    with torch.no_grad():
+        y_gemm = layer(x)
+    assert not routes
+    _assert_same_readout(y_table, y_gemm)
+    _assert_same_readout(y_table, layer(x.clone().requires_grad_(True)).detach())
