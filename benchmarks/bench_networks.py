@@ -19,8 +19,9 @@ Every (network, config) case runs in a fresh process, which:
    process while timing (a sweep's neighbour); ``--clock cpu`` times by the process's CPU
    time instead of wall time (with ``--threads 1``: what a busy machine's other jobs change
    least, as a preempted thread's wait is not counted);
-4. with ``--matmuls``, times the batched read-out's matmuls (``torch.bmm``) in one more
-   forward and counts their multiply-adds;
+4. with ``--matmuls``, times the batched read-out's partial-sum kernels in one more forward:
+   its matmuls (``torch.bmm``; multiply-adds counted) and its table lookups
+   (``embedding_bag``; table entries added);
 5. with ``--cost``, times ``aimc.estimate_cost`` of the converted model on the batch.
 
 Networks (all built from torch layers): ``vgg8``, the CIFAR-10 VGG-8 (32x32; channels 128-512, a
@@ -47,6 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # measure this checkout's aimc
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import aimc  # noqa: E402
@@ -279,9 +281,11 @@ def measure(net: str, cfg_name: str, args) -> dict:
 
 
 def _matmul_time(analog: nn.Module, x: torch.Tensor, device: str) -> dict:
-    """Time (``--clock``) and multiply-adds of the batched read-out's matmuls (``torch.bmm``
-    into a partial-sum buffer) in one more analog forward."""
-    real, spent, flop = torch.bmm, [0.0], [0]
+    """Time (``--clock``) and work of the batched read-out's partial-sum kernels in one more
+    analog forward: its matmuls (``torch.bmm`` into a partial-sum buffer; multiply-adds) and
+    its table lookups (``embedding_bag``; table entries added)."""
+    real, spent, flop = torch.bmm, [0.0, 0.0], [0, 0]
+    real_bag = F.embedding_bag
 
     def timed(a, b, *, out=None):
         if out is None:
@@ -294,13 +298,27 @@ def _matmul_time(analog: nn.Module, x: torch.Tensor, device: str) -> dict:
         flop[0] += 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
         return out
 
-    torch.bmm = timed
+    def timed_bag(idx, table, *args, **kwargs):
+        _sync(device)
+        t = _CLOCK()
+        y = real_bag(idx, table, *args, **kwargs)
+        _sync(device)
+        spent[1] += _CLOCK() - t
+        flop[1] += idx.numel() * table.shape[1]
+        return y
+
+    torch.bmm, F.embedding_bag = timed, timed_bag
     try:
         with torch.no_grad():
             analog(x)
     finally:
-        torch.bmm = real
-    return {"matmul_s": spent[0], "matmul_gflop": flop[0] / 1e9}
+        torch.bmm, F.embedding_bag = real, real_bag
+    return {
+        "matmul_s": spent[0],
+        "matmul_gflop": flop[0] / 1e9,
+        "lookup_s": spent[1],
+        "lookup_gadds": flop[1] / 1e9,
+    }
 
 
 def slices_cycles(args) -> None:
@@ -424,12 +442,18 @@ def main() -> None:
             r = _run_case(net, cfg_name, args)
             print(_row(r), flush=True)
             if "matmul_s" in r:
-                print(
-                    f"  {r['net']} {r['config']} matmuls: {r['matmul_gflop']:.1f} GFLOP in "
-                    f"{r['matmul_s'] * 1e3:.0f} ms ({r['matmul_gflop'] / r['matmul_s']:.0f} "
-                    f"GFLOP/s), {r['matmul_s'] / r['torch_s']:.1f}x the torch forward",
-                    flush=True,
-                )
+                for kind, work, unit in (
+                    ("matmul", "gflop", "GFLOP"),
+                    ("lookup", "gadds", "G adds"),
+                ):
+                    t, w = r[f"{kind}_s"], r[f"{kind}_{work}"]
+                    if t > 0:
+                        print(
+                            f"  {r['net']} {r['config']} {kind}s: {w:.1f} {unit} in "
+                            f"{t * 1e3:.0f} ms ({w / t:.0f} {unit}/s), "
+                            f"{t / r['torch_s']:.1f}x the torch forward",
+                            flush=True,
+                        )
 
 
 if __name__ == "__main__":

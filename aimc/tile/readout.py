@@ -364,7 +364,7 @@ TABLE_GROUP = {2: (6, 8, 7, 5, 4), 3: (4, 3)}
 TABLE_COLS = 64
 
 #: matmul rows (input cycles x MVMs) at least for :class:`TableRead` to pay for its tables
-TABLE_MIN_ROWS = 2048
+TABLE_MIN_ROWS = 1024
 
 #: matmul rows (input cycles x MVMs) whose indices :class:`TableRead` holds at most at once
 TABLE_ROWS = 32768
@@ -386,7 +386,8 @@ class TableRead:
     of those rows' weights. A partial sum of a read is then the sum of ``ceil(rows / g)`` table
     entries instead of a ``rows``-term dot product: ``torch.nn.functional.embedding_bag``
     over the index of each group's pattern. On a CPU this makes a bit plane's partial sums
-    2-2.5x faster than the GEMM of :func:`read_tiles` (``benchmarks/bench_networks.py``). The
+    about 2.5x faster than the GEMM of :func:`read_tiles`: ``g`` times fewer additions at
+    about 40% of the GEMM's rate (``benchmarks/bench_networks.py --matmuls``). The
     sums are the same weights added in another order (float rounding apart, the same partial
     sums), converted, shift-added and accumulated as :func:`read_tiles` does.
 
