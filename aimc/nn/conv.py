@@ -251,22 +251,24 @@ class _AnalogConvNd(AnalogLayerBase):
             xcodes = torch.matmul(rw.cycle / rw.cycle[0], xs.reshape(cycles, -1))
             xcodes = xcodes.view(b, c, x2.shape[2], x2.shape[3])
 
-        def unfold(b0: int, b1: int, o0: int, o1: int) -> Tensor:
+        def unfolded(src: Tensor, b0: int, b1: int, o0: int, o1: int) -> Tensor:
+            # ``src`` [..., B, C, H, W]: the input window of output rows o0..o1 of samples
+            # b0..b1, unfolded (leading dimensions flattened into the samples)
             i0 = o0 * stride[0]
             i1 = (o1 - 1) * stride[0] + dil[0] * (kh - 1) + 1
-            xc = xs[:, b0:b1, :, i0:i1].reshape(cycles * (b1 - b0), c, i1 - i0, x2.shape[3])
-            cols = F.unfold(xc, (kh, kw), dilation=dil, stride=stride)
+            xc = src[..., b0:b1, :, i0:i1, :]
+            xc = xc.reshape(-1, c, i1 - i0, xc.shape[-1])
+            return F.unfold(xc, (kh, kw), dilation=dil, stride=stride)
+
+        def unfold(b0: int, b1: int, o0: int, o1: int) -> Tensor:
+            cols = unfolded(xs, b0, b1, o0, o1)
             return tile_rows(cols, g.groups, r, pr, zero=zero, width=width)
 
         def index(b0: int, b1: int, o0: int, o1: int, out: Tensor) -> None:
             if xcodes is None:
-                ix = table.index(unfold(b0, b1, o0, o1))
-                out.copy_(ix.view(out.shape))
-                return
-            i0 = o0 * stride[0]
-            i1 = (o1 - 1) * stride[0] + dil[0] * (kh - 1) + 1
-            cols = F.unfold(xcodes[b0:b1, :, i0:i1], (kh, kw), dilation=dil, stride=stride)
-            table.index_codes(cols, cycles, out)
+                out.copy_(table.index(unfold(b0, b1, o0, o1)).view(out.shape))
+            else:
+                table.index_codes(unfolded(xcodes, b0, b1, o0, o1), cycles, out)
 
         hold = mvms if table is None else table.mvms_per_read(cycles)
         for b0, b1, o0, o1 in _spans(0, b, 0, ho, wo, hold):
