@@ -316,6 +316,47 @@ def test_linear_rows_of_whole_row_tiles_are_read_in_place(name, monkeypatch):
         _assert_same_readout(y, layer(x.clone().requires_grad_(True)).detach())
 
 
+def _table_routes(monkeypatch) -> list[str]:
+    """Records how :class:`TableRead` makes each chunk's indices: ``"planes"`` (from the
+    unfolded bit planes) or ``"codes"`` (from the unfolded input codes)."""
+    routes: list[str] = []
+    real_index, real_codes = (
+        aimc.tile.readout.TableRead.index,
+        aimc.tile.readout.TableRead.index_codes,
+    )
+
+    def index(self, *args):
+        routes.append("planes")
+        return real_index(self, *args)
+
+    def index_codes(self, *args):
+        routes.append("codes")
+        return real_codes(self, *args)
+
+    monkeypatch.setattr(aimc.tile.readout.TableRead, "index", index)
+    monkeypatch.setattr(aimc.tile.readout.TableRead, "index_codes", index_codes)
+    return routes
+
+
+def _check_table_read(layer, x, layer_module, route: str, monkeypatch) -> int:
+    """``layer`` reads ``x`` through the lookup tables, every chunk's indices made by
+    ``route``, and reads what the GEMM read (the tables switched off in ``layer_module``) and
+    the general path read. Returns the number of index chunks."""
+    routes = _table_routes(monkeypatch)
+    with torch.no_grad():
+        y_table = layer(x)
+    assert routes and set(routes) == {route}
+    chunks = len(routes)
+    monkeypatch.setattr(layer_module, "TABLE_MIN_ROWS", 1 << 62)  # the GEMM read
+    routes.clear()
+    with torch.no_grad():
+        y_gemm = layer(x)
+    assert not routes
+    _assert_same_readout(y_table, y_gemm)
+    _assert_same_readout(y_table, layer(x.clone().requires_grad_(True)).detach())
+    return chunks
+
+
 TABLE_CASES = {
     # 54-row tiles hold 6 whole channels of 3x3 (rows in whole groups of 6): indices from the
     # unfolded codes; the last row tile partly empty
@@ -365,34 +406,9 @@ def test_table_read_of_bit_planes_equals_the_gemm_read_and_the_general_path(case
     x = x if signed else torch.relu(x)
     layer = aimc.convert_to_analog(module, aimc.AnalogConfig(**cfg, tile=tile)).eval()
     aimc.calibrate(layer, [x])
-    routes = []
-    real_index, real_codes = (
-        aimc.tile.readout.TableRead.index,
-        aimc.tile.readout.TableRead.index_codes,
-    )
-
-    def index(self, *args):
-        routes.append("planes")
-        return real_index(self, *args)
-
-    def index_codes(self, *args):
-        routes.append("codes")
-        return real_codes(self, *args)
-
-    monkeypatch.setattr(aimc.tile.readout.TableRead, "index", index)
-    monkeypatch.setattr(aimc.tile.readout.TableRead, "index_codes", index_codes)
     monkeypatch.setattr(aimc.tile.readout, "CHUNK_BYTES", 100_000)  # several spans and chunks
-    with torch.no_grad():
-        y_table = layer(x)
     planes = case in ("planes", "partial-reads", "planes-reads", "signed", "offset-signed-reads")
-    assert routes and set(routes) == {"planes" if planes else "codes"}
-    monkeypatch.setattr(aimc.nn.conv, "TABLE_MIN_ROWS", 1 << 62)  # the GEMM read
-    routes.clear()
-    with torch.no_grad():
-        y_gemm = layer(x)
-    assert not routes
-    _assert_same_readout(y_table, y_gemm)
-    _assert_same_readout(y_table, layer(x.clone().requires_grad_(True)).detach())
+    _check_table_read(layer, x, aimc.nn.conv, "planes" if planes else "codes", monkeypatch)
 
 
 def test_table_indices_from_codes_equal_those_from_planes():
@@ -443,30 +459,5 @@ def test_linear_table_read_equals_the_gemm_read_and_the_general_path(case, monke
     x = x if signed else torch.relu(x)
     layer = aimc.convert_to_analog(module, aimc.AnalogConfig(**cfg, tile=tile)).eval()
     aimc.calibrate(layer, [x])
-    routes = []
-    real_index, real_codes = (
-        aimc.tile.readout.TableRead.index,
-        aimc.tile.readout.TableRead.index_codes,
-    )
-
-    def index(self, *args):
-        routes.append("planes")
-        return real_index(self, *args)
-
-    def index_codes(self, *args):
-        routes.append("codes")
-        return real_codes(self, *args)
-
-    monkeypatch.setattr(aimc.tile.readout.TableRead, "index", index)
-    monkeypatch.setattr(aimc.tile.readout.TableRead, "index_codes", index_codes)
     monkeypatch.setattr(aimc.tile.readout, "TABLE_ROWS", 1000)  # several chunks of MVMs
-    with torch.no_grad():
-        y_table = layer(x)
-    assert len(routes) > 1 and set(routes) == {route}
-    monkeypatch.setattr(aimc.nn.linear, "TABLE_MIN_ROWS", 1 << 62)  # the GEMM read
-    routes.clear()
-    with torch.no_grad():
-        y_gemm = layer(x)
-    assert not routes
-    _assert_same_readout(y_table, y_gemm)
-    _assert_same_readout(y_table, layer(x.clone().requires_grad_(True)).detach())
+    assert _check_table_read(layer, x, aimc.nn.linear, route, monkeypatch) > 1
