@@ -461,3 +461,30 @@ def test_linear_table_read_equals_the_gemm_read_and_the_general_path(case, monke
     aimc.calibrate(layer, [x])
     monkeypatch.setattr(aimc.tile.readout, "TABLE_ROWS", 1000)  # several chunks of MVMs
     assert _check_table_read(layer, x, aimc.nn.linear, route, monkeypatch) > 1
+
+
+def test_adc_calibration_of_bit_planes_keeps_the_gemm_read(monkeypatch):
+    """An ADC calibration pass needs every slice's partial sums of a chunk at once (its
+    per-slice summaries), so it reads through the GEMM even where lookup tables would serve;
+    the full scales equal those of a layer that never uses the tables."""
+    torch.manual_seed(0)
+    cfg = aimc.AnalogConfig(**CONFIGS["bit-serial-sliced"], tile=aimc.TileConfig(54, 64))
+    module = nn.Conv2d(40, 12, 3, padding=1, groups=2)
+    x = torch.relu(torch.randn(5, 40, 9, 7))
+    layer = aimc.convert_to_analog(module, cfg).eval()
+    aimc.calibrate(layer, [x])
+    monkeypatch.setattr(aimc.nn.conv, "TABLE_MIN_ROWS", 1 << 62)
+    gemm = aimc.convert_to_analog(module, cfg).eval()
+    aimc.calibrate(gemm, [x])
+    scales, ref = layer.adc.full_scale, gemm.adc.full_scale
+    assert scales.numel() == 4 and len(set(ref.tolist())) == 4
+    assert torch.equal(scales, ref)
+
+
+def test_lookup_tables_serve_cpu_tensors_only():
+    """GPUs keep the GEMM read (tensor cores); multi-bit drives are not bit planes."""
+    x = torch.zeros(4, 3)
+    assert aimc.tile.readout.plane_base(x, True) == 2
+    assert aimc.tile.readout.plane_base(x - 1, True) == 3
+    assert aimc.tile.readout.plane_base(x, False) is None
+    assert aimc.tile.readout.plane_base(torch.zeros(4, 3, device="meta"), True) is None
