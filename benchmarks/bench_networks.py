@@ -5,6 +5,7 @@ Usage:
         [--configs pcm,rram,rram22] [--batch 8] [--repeats 5] [--threads 2] [--load]
         [--device cpu|cuda] [--cost] [--matmuls] [--clock wall|cpu]
     python benchmarks/bench_networks.py --slices-cycles [--repeats 3] [--threads 1 --clock cpu]
+    python benchmarks/bench_networks.py --table-rows [--repeats 5] [--threads 1 --clock cpu]
 
 Every (network, config) case runs in a fresh process, which:
 
@@ -52,6 +53,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import aimc  # noqa: E402
+import aimc.nn.linear as analog_linear  # noqa: E402
 import device_models  # noqa: E402
 
 # ----------------------------------------------------------------------------- networks
@@ -367,6 +369,39 @@ def slices_cycles(args) -> None:
             )
 
 
+def table_rows(args) -> None:
+    """The lookup-table read against the GEMM read of one bit-plane Linear (1024 -> 1024,
+    ``rram-4x2b``: 8 cycles, 4 slices) by matmul rows (input cycles x MVMs): where the tables
+    start to pay for their making (``aimc.tile.readout.TABLE_MIN_ROWS``)."""
+    torch.manual_seed(0)
+    linear = nn.Linear(1024, 1024).eval()
+    print("| matmul rows | MVMs | tables (ms) | GEMM (ms) | GEMM / tables |")
+    print("|---|---|---|---|---|")
+    real = analog_linear.TABLE_MIN_ROWS
+    for mvms in (8, 16, 32, 64, 128, 256, 512, 1024):
+        x = torch.relu(torch.randn(mvms, 1024))
+        analog = aimc.convert_to_analog(linear, config("rram-4x2b")).eval()
+        aimc.calibrate(analog, [x])
+        times = []
+        try:
+            for threshold in (1, 1 << 62):  # every read through the tables, then none
+                analog_linear.TABLE_MIN_ROWS = threshold
+                spent = []
+                with torch.no_grad():
+                    analog(x)
+                    for _ in range(args.repeats):
+                        t = _CLOCK()
+                        analog(x)
+                        spent.append(_CLOCK() - t)
+                times.append(statistics.median(spent) * 1e3)
+        finally:
+            analog_linear.TABLE_MIN_ROWS = real
+        table, gemm = times
+        print(
+            f"| {8 * mvms} | {mvms} | {table:.1f} | {gemm:.1f} | {gemm / table:.2f}x |", flush=True
+        )
+
+
 def _run_case(net: str, cfg_name: str, args) -> dict:
     cmd = [sys.executable, __file__, "--case", f"{net}:{cfg_name}"]
     for key in ("batch", "repeats", "threads", "device", "clock"):
@@ -412,11 +447,19 @@ def main() -> None:
     parser.add_argument(
         "--slices-cycles", action="store_true", help="one conv by weight slices x input cycles"
     )
+    parser.add_argument(
+        "--table-rows",
+        action="store_true",
+        help="a bit-plane Linear through lookup tables against the GEMM read, by matmul rows",
+    )
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     global _CLOCK
     _CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.table_rows:
+        table_rows(args)
+        return
     if args.slices_cycles:
         slices_cycles(args)
         return
