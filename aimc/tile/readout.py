@@ -386,10 +386,10 @@ class TableRead:
     of those rows' weights. A partial sum of a read is then the sum of ``ceil(rows / g)`` table
     entries instead of a ``rows``-term dot product: ``torch.nn.functional.embedding_bag``
     over the index of each group's pattern. On a CPU this makes a bit plane's partial sums
-    about 2.5x faster than the GEMM of :func:`read_tiles`: ``g`` times fewer additions at
-    about 40% of the GEMM's rate (``benchmarks/bench_networks.py --matmuls``). The
-    sums are the same weights added in another order (float rounding apart, the same partial
-    sums), converted, shift-added and accumulated as :func:`read_tiles` does.
+    about 2.5x faster than the GEMM of :func:`read_tiles`: ``g`` times fewer additions at about
+    40% of the GEMM's rate (``benchmarks/bench_networks.py --matmuls``). The sums are the same
+    weights added in another order (float rounding apart, the same partial sums), converted,
+    shift-added and accumulated as :func:`read_tiles` does.
 
     Args:
         w: tiles ``[S, Gr, n_rt, R, N]`` as stored (partial-row reads split into tiles of
