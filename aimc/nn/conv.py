@@ -248,8 +248,7 @@ class _AnalogConvNd(AnalogLayerBase):
         buf = None
         xcodes = None  # unsigned bit planes: indices from the unfolded codes (a cycles-th)
         if table is not None and table.takes_codes(r, cycles):
-            xcodes = torch.matmul(rw.cycle / rw.cycle[0], xs.reshape(cycles, -1))
-            xcodes = xcodes.view(b, c, x2.shape[2], x2.shape[3])
+            xcodes = table.codes(xs)  # [B, C, H, W]
 
         def unfolded(src: Tensor, b0: int, b1: int, o0: int, o1: int) -> Tensor:
             # ``src`` [..., B, C, H, W]: the input window of output rows o0..o1 of samples

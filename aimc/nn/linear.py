@@ -12,6 +12,7 @@ from torch.nn.modules import module as torch_module
 from aimc import functional as AF
 from aimc.config import AnalogConfig
 from aimc.nn.base import AnalogLayerBase
+from aimc.tile.accumulate import ReadoutWeights
 from aimc.tile.dac import Drive
 from aimc.tile.geometry import TileGeometry
 from aimc.tile.readout import (
@@ -130,7 +131,15 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         return read_rows(rows, ws, convert, rw, lsbs=tile_lsbs)[0]
 
     @torch.no_grad()
-    def _table_read(self, rows: Tensor, ws: Tensor, convert, rw, lsbs, base: int) -> Tensor:
+    def _table_read(
+        self,
+        rows: Tensor,
+        ws: Tensor,
+        convert: Convert,
+        rw: ReadoutWeights,
+        lsbs: list[float],
+        base: int,
+    ) -> Tensor:
         """Bit-plane rows ``[cycles * M, 1, K]`` (each tile's rows padded to whole reads) on
         tiles ``ws`` ``[S, 1, reads, rows per read, N]`` through lookup tables
         (:class:`~aimc.tile.readout.TableRead`), a chunk of MVMs at a time: ``[M, N]``."""
@@ -142,7 +151,7 @@ class AnalogLinear(AnalogLayerBase, nn.Linear):
         planes = rows.view(cycles, m, k)
         codes = None
         if table.takes_codes(r, cycles):  # indices from the codes: a cycles-th of the planes
-            codes = torch.matmul(rw.cycle / rw.cycle[0], planes.reshape(cycles, -1)).view(m, k)
+            codes = table.codes(planes)  # [M, K]
         y = torch.empty(1, m, ws.shape[4], dtype=rows.dtype, device=rows.device)
         step = table.mvms_per_read(cycles)
         for m0 in range(0, m, step):

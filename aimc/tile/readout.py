@@ -486,6 +486,13 @@ class TableRead:
         ix = out.view(self.tiles, cycles, p, length, self.n_groups)
         return torch.add(byte[..., :cycles].permute(1, 4, 0, 3, 2), self.offsets, out=ix)
 
+    def codes(self, planes: Tensor) -> Tensor:
+        """The integer input codes (as floats) of bit planes ``planes`` ``[cycles, ...]``
+        (least significant first), for :meth:`index_codes`: one pass over the planes."""
+        cycles = planes.shape[0]
+        weights = self.rw.cycle / self.rw.cycle[0]  # 1, 2, 4, ...
+        return torch.matmul(weights, planes.reshape(cycles, -1)).view(planes.shape[1:])
+
     def _spread(self, cycles: int, device) -> Tensor:
         """``spread[c]``: bit ``b`` of code ``c`` (``cycles`` of them) at bit ``8 b``."""
         c = torch.arange(2**cycles, device=device)
@@ -518,8 +525,9 @@ class TableRead:
             gi, ti = divmod(t, n_rt)
             if self.valid[ti] <= 0:
                 continue
+            idx = ix[t].reshape(-1)
             if rw.xsum is not None:  # the offset: each read's input sum, weighted and scaled
-                xs = F.embedding_bag(ix[t].reshape(-1), self.pattern_sums, bags, mode="sum")
+                xs = F.embedding_bag(idx, self.pattern_sums, bags, mode="sum")
                 xs = torch.matmul(rw.xsum, xs.view(cycles, m))
                 out[gi].addr_(xs, rw.scale[gi, ti])
             wt = w[:, gi, ti]  # [S, R, N]
@@ -527,7 +535,6 @@ class TableRead:
                 wpad[:, :r].copy_(wt)
                 wt = wpad
             wg = wt.view(s, self.n_groups, self.g, n)
-            idx = ix[t].reshape(-1)
             o = out[gi]
             for si in range(s):
                 for c0, c1 in cols:
