@@ -446,8 +446,8 @@ class TableRead:
             code.add_(self.shift)
         return code.to(torch.int64).add_(self.offsets)
 
-    def takes_codes(self, tile_rows: int, cycles: int) -> bool:
-        """Whether :meth:`index_codes` applies: unsigned planes; tiles of ``tile_rows`` rows
+    def takes_codes(self, rows_per_tile: int, cycles: int) -> bool:
+        """Whether :meth:`index_codes` applies: unsigned planes; tiles of ``rows_per_tile`` rows
         made of whole reads, each of whole groups of ``g`` rows (so the inputs, taken ``g`` at
         a time, fall into groups in order); at most 8 input cycles (a byte of an int64 each).
         """
@@ -455,7 +455,7 @@ class TableRead:
         return (
             self.base == 2
             and r % self.g == 0
-            and tile_rows % r == 0
+            and rows_per_tile % r == 0
             and cycles <= 8
             and sys.byteorder == "little"
         )
